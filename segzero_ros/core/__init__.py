@@ -1,0 +1,1 @@
+"""Pure Seg-Zero logic: no torch, no ROS, no transformers. Safe to import anywhere, fast to test."""

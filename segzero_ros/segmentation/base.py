@@ -1,0 +1,50 @@
+"""The segmenter protocol shared by the sam2-torch, onnxruntime and tensorrt backends.
+
+Split in two calls like SAM2's image predictor: `set_image` runs the heavy image encoder once, `segment`
+runs the light prompt decoder and may be called several times per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from segzero_ros.core.geometry import Box, Point
+
+
+@dataclass(frozen=True)
+class SegmentOutput:
+    mask: np.ndarray
+    """bool H×W at the original image's resolution."""
+    score: float
+    """The segmenter's own quality estimate of the chosen mask (SAM2: predicted IoU)."""
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode an RGB H×W×3 uint8 image at full resolution."""
+        ...
+
+    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
+        """Mask for a box and positive points (original-image pixels) on the last image set."""
+        ...
+
+    def close(self) -> None:
+        """Release model memory (GPU included)."""
+        ...
+
+
+def select_best_mask(masks: np.ndarray, scores: np.ndarray) -> SegmentOutput:
+    """Seg-Zero keeps the highest-scoring of SAM2's multimask outputs; shared by every backend."""
+    if masks.ndim != 3 or scores.ndim != 1 or masks.shape[0] != scores.shape[0] or scores.size == 0:
+        raise ValueError(f"expected N×H×W masks and N scores, got {masks.shape} and {scores.shape}")
+    best = int(np.argmax(scores))
+    return SegmentOutput(mask=np.asarray(masks[best] > 0 if masks.dtype != np.bool_ else masks[best]),
+                         score=float(scores[best]))

@@ -1,0 +1,43 @@
+"""segzero_ros: Seg-Zero reasoning segmentation as a ROS 2 perception node, plus its training/eval toolkit.
+
+pip installs the Python library and CLI; colcon (ament_cmake, see CMakeLists.txt) also generates the ROS
+messages. Heavy dependencies live in extras so a robot installs only what it runs.
+"""
+
+from setuptools import find_packages, setup
+
+TORCH = ["torch>=2.5.1", "torchvision>=0.20.1"]
+
+setup(
+    name="segzero_ros",
+    version="0.1.0",
+    description="Seg-Zero reasoning segmentation (Qwen2.5-VL + SAM2) as a ROS 2 perception node",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["segzero_ros", "segzero_ros.*"]),
+    package_data={"segzero_ros": ["py.typed"]},
+    install_requires=[
+        "numpy>=1.23",
+        "pillow>=9",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        # Reasoner + SAM2 in PyTorch: what `segzero infer` and the node need.
+        "infer": [*TORCH, "transformers>=4.49", "tokenizers>=0.21", "accelerate>=1.0", "sam2>=1.0",
+                  "huggingface_hub>=0.26"],
+        "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0"],
+        "eval": ["datasets>=3.0", "matplotlib>=3.7", "tqdm>=4.66"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "mypy>=1.10"],
+    },
+    entry_points={
+        "console_scripts": [
+            "segzero = segzero_ros.cli:main",
+            "segzero_node = segzero_ros.ros.node:main",
+        ],
+    },
+    zip_safe=False,
+)
