@@ -21,9 +21,11 @@ SegmenterFactory = Callable[[SegmenterConfig], Segmenter]
 
 REASONER_BACKENDS: dict[str, str | ReasonerFactory] = {
     "transformers": "segzero_ros.reasoning.transformers_backend:TransformersReasoner.from_config",
+    "scripted": "segzero_ros.reasoning.scripted:ScriptedReasoner.from_config",
 }
 SEGMENTER_BACKENDS: dict[str, str | SegmenterFactory] = {
     "sam2": "segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config",
+    "box": "segzero_ros.segmentation.box:BoxSegmenter.from_config",
 }
 
 

@@ -1,0 +1,133 @@
+"""`segzero infer`: one image, one command → reasoning, JSON result, mask PNG and overlay PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_ros.config import DEFAULT_REASONER_MODEL, DEFAULT_SAM2_MODEL, PipelineConfig, SegmenterConfig
+from segzero_ros.errors import ModelLoadError, SegZeroError
+
+EPILOG = """\
+--sam2 accepts a Hugging Face id (default %(sam2)s), a local checkpoint (sam2.1_hiera_large.pt: the
+config is inferred from the file name) or CONFIG.yaml:CHECKPOINT.pt. Offline, point --reasoner at a local
+folder holding the Seg-Zero weights; --tiny runs tiny offline models (meaningless masks) to prove the install.
+""" % {"sam2": DEFAULT_SAM2_MODEL}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "infer",
+        help="segment one image from a natural-language command",
+        description="Run the Seg-Zero pipeline on one image: print the reasoning and the JSON result, write "
+        "the mask and an overlay PNG.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--image", required=True, type=Path, help="input image (any format PIL reads)")
+    parser.add_argument("--query", required=True, help='the command, e.g. "the thing I can cut bread with"')
+    parser.add_argument("--reasoner", default=DEFAULT_REASONER_MODEL, help="HF id or local folder of the reasoner")
+    parser.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
+    parser.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, box, ...)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
+    parser.add_argument("--out", type=Path, default=Path("segzero_out"), help="output folder (created)")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
+    models.add_argument(
+        "--tiny-fallback", action="store_true",
+        help="use the real models when they load, the tiny ones (with a notice) when they do not",
+    )
+    parser.set_defaults(handler=run)
+
+
+def segmenter_config_from_arg(value: str, backend: str, device: str) -> SegmenterConfig:
+    """--sam2 value → SegmenterConfig (HF id, CHECKPOINT.pt, or CONFIG.yaml:CHECKPOINT.pt)."""
+    if ":" in value and value.split(":", 1)[0].endswith((".yaml", ".yml")):
+        config_name, checkpoint = value.split(":", 1)
+        return SegmenterConfig(backend=backend, config=config_name, checkpoint=checkpoint, device=device)
+    if value.endswith((".pt", ".pth")) or Path(value).is_file():
+        return SegmenterConfig(backend=backend, checkpoint=value, device=device)
+    return SegmenterConfig(backend=backend, model=value, device=device)
+
+
+def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    from segzero_ros.config import ReasonerConfig
+
+    return PipelineConfig(
+        reasoner=ReasonerConfig(model=args.reasoner, device=args.device, max_new_tokens=args.max_new_tokens),
+        segmenter=segmenter_config_from_arg(args.sam2, args.segmenter, args.device),
+    )
+
+
+def tiny_config(args: argparse.Namespace) -> PipelineConfig:
+    from segzero_ros.tiny import TINY_WARNING, tiny_pipeline_config
+
+    print(f"NOTE: {TINY_WARNING}.", file=sys.stderr)
+    config = tiny_pipeline_config(device="cpu" if args.device == "auto" else args.device)
+    config.reasoner.max_new_tokens = args.max_new_tokens
+    return config
+
+
+def load_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise SegZeroError(f"cannot read image {path}: {exc}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from segzero_ros.backends import build_pipeline
+
+    image = load_image(args.image)
+    if args.tiny:
+        pipeline = build_pipeline(tiny_config(args))
+    else:
+        try:
+            pipeline = build_pipeline(pipeline_config_from_args(args))
+        except ModelLoadError as exc:
+            if not args.tiny_fallback:
+                raise
+            print(f"NOTE: real models unavailable ({exc})", file=sys.stderr)
+            pipeline = build_pipeline(tiny_config(args))
+    try:
+        result = pipeline.run(image, args.query)
+    finally:
+        pipeline.close()
+
+    print("Reasoning:", result.think or "(none)")
+    print(json.dumps(result.to_dict(), indent=2))
+    written = write_outputs(args.out, args.image.stem, image, result)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    if not result.ok:
+        print(f"segzero infer: no mask: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_outputs(out_dir: Path, stem: str, image: np.ndarray, result: Any) -> list[Path]:
+    """result.json always; mask and overlay PNGs when there is a mask (overlay also shows a failed box)."""
+    from PIL import Image
+
+    from segzero_ros.visualize import mask_to_mono8, overlay_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / f"{stem}_result.json"]
+    written[0].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if result.mask is not None:
+        mask_path = out_dir / f"{stem}_mask.png"
+        Image.fromarray(mask_to_mono8(result.mask)).save(mask_path)
+        written.append(mask_path)
+    overlay_path = out_dir / f"{stem}_overlay.png"
+    Image.fromarray(overlay_image(image, result.mask, result.box, result.points)).save(overlay_path)
+    written.append(overlay_path)
+    return written

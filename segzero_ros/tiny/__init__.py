@@ -1,0 +1,34 @@
+"""Tiny real-architecture models built offline from configs: for tests and for proving an install works.
+
+They have the real Qwen2.5-VL and SAM2 code paths but random (or barely trained) weights, so their masks
+mean nothing. Built once into a cache folder keyed by the recipe version.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segzero_ros.config import PipelineConfig, ReasonerConfig
+
+TINY_WARNING = "tiny offline models: the pipeline runs end to end, but masks and reasoning are meaningless"
+
+
+def default_cache_root() -> Path:
+    """$SEGZERO_CACHE, else $XDG_CACHE_HOME/segzero_ros, else ~/.cache/segzero_ros."""
+    explicit = os.environ.get("SEGZERO_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "segzero_ros"
+
+
+def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu") -> PipelineConfig:
+    """Pipeline config pointing at the tiny models, building them first if needed (~tens of seconds once)."""
+    from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
+    from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
+
+    root = cache_root or default_cache_root()
+    reasoner = ReasonerConfig(model=str(ensure_tiny_qwen(root)), device=device)
+    return PipelineConfig(reasoner=reasoner, segmenter=ensure_tiny_sam2(root).segmenter_config(device=device))

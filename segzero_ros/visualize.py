@@ -1,0 +1,71 @@
+"""Overlay drawing shared by the CLI, the evaluation report and the node's ~/overlay topic."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from segzero_ros.core.geometry import Box, Point
+
+MASK_COLOR = (255, 64, 0)
+"""RGB tint of the mask: a saturated orange that stays visible on most scenes."""
+BOX_COLOR = (0, 255, 0)
+POINT_COLOR = (255, 0, 255)
+MASK_ALPHA = 0.5
+
+
+def overlay_image(
+    image_rgb: np.ndarray,
+    mask: np.ndarray | None,
+    box: Box | None = None,
+    points: Sequence[Point] | None = None,
+    *,
+    alpha: float = MASK_ALPHA,
+) -> np.ndarray:
+    """A copy of the RGB image with the mask tinted and the box and points drawn (uint8 H×W×3)."""
+    overlay = np.array(image_rgb, dtype=np.uint8, copy=True)
+    if mask is not None:
+        selected = mask.astype(bool, copy=False)
+        if selected.shape != overlay.shape[:2]:
+            raise ValueError(f"mask shape {selected.shape} does not match image {overlay.shape[:2]}")
+        _tint_in_place(overlay, selected, alpha)
+    thickness = max(1, round(max(overlay.shape[:2]) / 400))
+    if box is not None:
+        cv2.rectangle(overlay, (box.x1, box.y1), (box.x2, box.y2), BOX_COLOR, thickness)
+    for point in points or ():
+        cv2.circle(overlay, (point.x, point.y), 2 * thickness + 2, POINT_COLOR, -1)
+    return overlay
+
+
+def _tint_in_place(image: np.ndarray, mask: np.ndarray, alpha: float) -> None:
+    """Blend MASK_COLOR into the masked pixels, working only inside the mask's bounding rectangle.
+
+    The node draws this for every result; blending the whole frame would dominate its per-frame cost.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return
+    cols = np.flatnonzero(mask.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    region = image[top:bottom, left:right]
+    blended = cv2.LUT(region, _tint_table(alpha))
+    # cv2.copyTo is ~50× faster than np.copyto with a broadcast `where`.
+    region_mask = np.ascontiguousarray(mask[top:bottom, left:right]).view(np.uint8)
+    region[...] = cv2.copyTo(blended, region_mask, np.ascontiguousarray(region))
+
+
+@functools.lru_cache(maxsize=8)
+def _tint_table(alpha: float) -> np.ndarray:
+    """Per-channel lookup table value → round(value·(1−alpha) + tint·alpha), shape 1×256×3 for cv2.LUT."""
+    values = np.arange(256, dtype=np.float32)[:, None]
+    tint = np.asarray(MASK_COLOR, dtype=np.float32)[None, :]
+    table = np.clip(values * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
+    return table.reshape(1, 256, 3)
+
+
+def mask_to_mono8(mask: np.ndarray) -> np.ndarray:
+    """bool mask → 0/255 uint8, the encoding RViz and simple consumers expect."""
+    return np.where(mask.astype(bool, copy=False), np.uint8(255), np.uint8(0))
