@@ -55,7 +55,7 @@ class SegZeroPipeline:
         started = time.perf_counter()
         results: list[SegmentationResult | None] = [None] * len(images)
         valid: list[int] = []
-        for index, (image, question) in enumerate(zip(images, questions)):
+        for index, (image, question) in enumerate(zip(images, questions, strict=True)):
             problem = validate_image(image)
             if problem is None and not question.strip():
                 problem = "command is empty"
@@ -68,14 +68,14 @@ class SegZeroPipeline:
         if valid:
             outputs = self._reason([images[i] for i in valid], [questions[i] for i in valid])
             reason_s = (time.perf_counter() - started) / len(valid)
-            for index, output in zip(valid, outputs):
+            for index, output in zip(valid, outputs, strict=True):
                 results[index] = self._segment(images[index], questions[index], output, reason_s)
         return [result for result in results if result is not None]
 
     def _reason(self, images: list[np.ndarray], questions: list[str]) -> list[ReasonerOutput | BaseException]:
         try:
             outputs: list[ReasonerOutput | BaseException] = list(self.reasoner.reason_batch(images, questions))
-        except Exception as exc:  # noqa: BLE001 - the pipeline turns every backend failure into a result
+        except Exception as exc:
             LOG.exception("reasoner failed")
             return [exc] * len(images)
         if len(outputs) != len(images):
@@ -109,7 +109,7 @@ class SegZeroPipeline:
             self.segmenter.set_image(image)
             decode_started = time.perf_counter()
             segment = self.segmenter.segment(answer.box, answer.points)
-        except Exception as exc:  # noqa: BLE001 - see _reason
+        except Exception as exc:
             LOG.exception("segmenter failed")
             elapsed = time.perf_counter() - encode_started
             return self._error(

@@ -63,9 +63,11 @@ def _tint_table(alpha: float) -> np.ndarray:
     values = np.arange(256, dtype=np.float32)[:, None]
     tint = np.asarray(MASK_COLOR, dtype=np.float32)[None, :]
     table = np.clip(values * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
-    return table.reshape(1, 256, 3)
+    lut: np.ndarray = table.reshape(1, 256, 3)
+    return lut
 
 
 def mask_to_mono8(mask: np.ndarray) -> np.ndarray:
     """bool mask → 0/255 uint8, the encoding RViz and simple consumers expect."""
-    return np.where(mask.astype(bool, copy=False), np.uint8(255), np.uint8(0))
+    mono: np.ndarray = mask.astype(bool, copy=False).astype(np.uint8) * np.uint8(255)
+    return mono

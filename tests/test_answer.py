@@ -149,8 +149,8 @@ def test_equivalent_to_the_reference_where_it_succeeds(box, p1, p2, keys, width,
     ref_box, ref_points = reference_extract(text, width, height)
     ours = parse_answer(text, (width, height))
     clamped_ref_box = [min(max(v, 0), (width if i % 2 == 0 else height) - 1) for i, v in enumerate(ref_box)]
-    assert all(abs(a - b) <= 1 for a, b in zip(ours.box.as_list(), clamped_ref_box))
-    for our_point, ref_point in zip(ours.points, ref_points):
+    assert all(abs(a - b) <= 1 for a, b in zip(ours.box.as_list(), clamped_ref_box, strict=True))
+    for our_point, ref_point in zip(ours.points, ref_points, strict=True):
         assert abs(our_point.x - min(ref_point[0], width - 1)) <= 1
         assert abs(our_point.y - min(ref_point[1], height - 1)) <= 1
 

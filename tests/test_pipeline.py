@@ -110,5 +110,5 @@ def test_backends_are_chosen_by_config(tmp_path):
     assert pipeline.run(image(), "mug").ok
     with pytest.raises(ValueError, match="unknown reasoner backend 'nope'"):
         build_reasoner(ReasonerConfig(backend="nope"))
-    with pytest.raises(ValueError, match="available: .*box"):
+    with pytest.raises(ValueError, match=r"available: .*box"):
         build_segmenter(SegmenterConfig(backend="nope"))

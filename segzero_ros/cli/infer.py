@@ -13,11 +13,11 @@ import numpy as np
 from segzero_ros.config import DEFAULT_REASONER_MODEL, DEFAULT_SAM2_MODEL, PipelineConfig, SegmenterConfig
 from segzero_ros.errors import ModelLoadError, SegZeroError
 
-EPILOG = """\
---sam2 accepts a Hugging Face id (default %(sam2)s), a local checkpoint (sam2.1_hiera_large.pt: the
+EPILOG = f"""\
+--sam2 accepts a Hugging Face id (default {DEFAULT_SAM2_MODEL}), a local checkpoint (sam2.1_hiera_large.pt: the
 config is inferred from the file name) or CONFIG.yaml:CHECKPOINT.pt. Offline, point --reasoner at a local
 folder holding the Seg-Zero weights; --tiny runs tiny offline models (meaningless masks) to prove the install.
-""" % {"sam2": DEFAULT_SAM2_MODEL}
+"""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--query", required=True, help='the command, e.g. "the thing I can cut bread with"')
     parser.add_argument("--reasoner", default=DEFAULT_REASONER_MODEL, help="HF id or local folder of the reasoner")
     parser.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
+    parser.add_argument("--reasoner-backend", default="transformers", help="reasoner backend (transformers, scripted)")
     parser.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, box, ...)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
@@ -60,7 +61,9 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
     from segzero_ros.config import ReasonerConfig
 
     return PipelineConfig(
-        reasoner=ReasonerConfig(model=args.reasoner, device=args.device, max_new_tokens=args.max_new_tokens),
+        reasoner=ReasonerConfig(
+            backend=args.reasoner_backend, model=args.reasoner, device=args.device, max_new_tokens=args.max_new_tokens
+        ),
         segmenter=segmenter_config_from_arg(args.sam2, args.segmenter, args.device),
     )
 

@@ -133,4 +133,4 @@ def resize_to_reasoning_frame(image: Image.Image, frame_size: int = REASONING_FR
     from PIL import Image as PILImage
 
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return rgb.resize((frame_size, frame_size), PILImage.BILINEAR)
+    return rgb.resize((frame_size, frame_size), PILImage.Resampling.BILINEAR)

@@ -44,7 +44,7 @@ class ScriptedReasoner(BatchReasonerBase):
 
     def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
         results = []
-        for image, question in zip(images, questions):
+        for image, question in zip(images, questions, strict=True):
             text = self._outputs.get(normalize_question(question), self._outputs.get(FALLBACK_KEY))
             if text is None:
                 raise KeyError(f"scripted reasoner has no output for {question!r} and no '*' fallback")

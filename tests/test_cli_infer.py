@@ -1,0 +1,82 @@
+"""`segzero infer` through its real entry point."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segzero_ros.cli import main
+
+ANSWER = '<think>the mug</think><answer>{"bbox": [420,84,630,420], "points_1": [500,200], "points_2": [520,300]}</answer>'
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(path)
+    return path
+
+
+def scripted(tmp_path, text):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"*": text}))
+    return ["--reasoner-backend", "scripted", "--reasoner", str(outputs), "--segmenter", "box"]
+
+
+def test_infer_writes_mask_overlay_and_result(tmp_path, photo, capsys):
+    out = tmp_path / "out"
+    code = main(["infer", "--image", str(photo), "--query", "The mug.", "--out", str(out), *scripted(tmp_path, ANSWER)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Reasoning: the mug")
+    result = json.loads(printed[printed.index("{"):])
+    # 400×300 image: x factor 400/840, y factor 300/840.
+    assert result["box"] == [200, 30, 300, 150]
+    mask = np.asarray(Image.open(out / "photo_mask.png"))
+    assert mask.shape == (300, 400) and set(np.unique(mask)) == {0, 255}
+    assert (mask == 255).sum() == result["mask_pixels"] == 101 * 121
+    assert np.asarray(Image.open(out / "photo_overlay.png")).shape == (300, 400, 3)
+    assert json.loads((out / "photo_result.json").read_text())["ok"] is True
+
+
+def test_unparseable_output_exits_1_with_explanation(tmp_path, photo, capsys):
+    code = main(["infer", "--image", str(photo), "--query", "mug", "--out", str(tmp_path / "o"),
+                 *scripted(tmp_path, "I refuse")])
+    assert code == 1
+    assert "no mask: unparseable model output" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "photo_mask.png").exists()
+
+
+def test_unreadable_image_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["infer", "--image", str(bad), "--query", "x", *scripted(tmp_path, ANSWER)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_help_is_available_for_every_subcommand():
+    from segzero_ros.cli import build_parser
+
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    for name in subcommands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_console_script_runs_as_a_process(tmp_path, photo):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--query", "mug",
+         "--out", str(tmp_path / "o"), *scripted(tmp_path, ANSWER)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "o" / "photo_mask.png").exists()
