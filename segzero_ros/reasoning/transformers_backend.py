@@ -1,0 +1,240 @@
+"""Seg-Zero reasoning with a local Qwen2.5-VL checkpoint through Hugging Face transformers.
+
+Reproduces the reference inference exactly (SEGZERO.md "Inference, step by step"): the image squashed to
+840×840, one user turn [image, Seg-Zero prompt] under the chat template's default system prompt, greedy
+decoding with the KV cache, and the answer scaled back to the original image. Several (image, question)
+pairs share one left-padded `generate` call.
+
+torch and transformers are imported inside the functions that need them, so importing this module (e.g. to
+read `build_messages`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig
+from segzero_ros.core.geometry import resize_to_reasoning_frame
+from segzero_ros.core.prompt import build_prompt
+from segzero_ros.errors import BackendUnavailableError, ModelLoadError
+from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
+
+LOAD_FIX_HINT = (
+    "To fix this, pass a local model folder (`segzero infer --reasoner /path/to/Seg-Zero-7B`, or the ROS node "
+    "parameter `reasoner.model`), or download the weights on a connected machine with "
+    f"`huggingface-cli download {DEFAULT_REASONER_MODEL} --local-dir /path/to/Seg-Zero-7B` and copy that "
+    "folder here, or use `--tiny` for the offline smoke-test models."
+)
+
+
+def build_messages(question: str) -> list[dict[str, Any]]:
+    """The single user turn the reference sends: the image first, then the Seg-Zero prompt text.
+
+    No system message: the chat template's default one ("You are a helpful assistant.") applies.
+    """
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": build_prompt(question)}],
+        }
+    ]
+
+
+def render_chat_text(processor: Any, question: str) -> str:
+    """Chat-formatted text (with the image placeholder and the assistant turn opened) for one question."""
+    text = processor.apply_chat_template(build_messages(question), tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
+    return text
+
+
+def rgb_array_to_frame(image: np.ndarray) -> Any:
+    """H×W×3 uint8 RGB → the 840×840 PIL image the reasoner sees."""
+    from PIL import Image
+
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"reasoner needs an H×W×3 uint8 RGB array, got shape {shape} dtype {dtype}")
+    return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))
+
+
+def prepare_batch(processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]) -> Any:
+    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, question) pairs."""
+    frames = [rgb_array_to_frame(image) for image in images]
+    texts = [render_chat_text(processor, question) for question in questions]
+    processor.tokenizer.padding_side = "left"
+    return processor(text=texts, images=frames, padding=True, return_tensors="pt")
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"reasoner device {requested!r} was requested but CUDA is not available; use device 'cpu' or 'auto'"
+        )
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if requested not in dtypes:
+        raise ValueError(f"unknown reasoner dtype {requested!r}; use auto, {', '.join(dtypes)}")
+    return dtypes[requested]
+
+
+def _looks_like_local_path(model: str) -> bool:
+    """A path the user meant as a folder, so a typo is reported as a missing folder rather than a hub lookup.
+
+    Hub ids are "owner/name"; anything absolute, relative ("./", "../", "~") or deeper is a path.
+    """
+    return os.path.isabs(model) or model.startswith((".", "~")) or model.count("/") > 1
+
+
+def _load_problem(model: str, exc: BaseException | None) -> str:
+    """One sentence saying why `model` could not be loaded."""
+    path = Path(model).expanduser()
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a model folder"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            return "the folder has no config.json, so it is not a transformers model folder"
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}" if exc else "unknown error"
+        return f"the local folder exists but could not be loaded ({detail})"
+    if _looks_like_local_path(model):
+        return "no such local folder"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached or refused the request"
+    return f"it is not in the local Hugging Face cache and it cannot be downloaded ({why})"
+
+
+def model_load_error(model: str, exc: BaseException | None = None) -> ModelLoadError:
+    return ModelLoadError(f"Could not load the reasoner model '{model}': {_load_problem(model, exc)}. {LOAD_FIX_HINT}")
+
+
+class TransformersReasoner(BatchReasonerBase):
+    """A Qwen2.5-VL (Seg-Zero) checkpoint answering in original-image pixels."""
+
+    def __init__(self, model: Any, processor: Any, config: ReasonerConfig) -> None:
+        self._model: Any = model
+        self._processor: Any = processor
+        self._config = config
+        self._processor.tokenizer.padding_side = "left"
+        self._eos_ids = _eos_token_ids(model, processor)
+
+    @classmethod
+    def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
+        """Load model and processor; every load failure becomes a ModelLoadError that says how to fix it."""
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
+        path = Path(config.model).expanduser()
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise model_load_error(config.model)
+        if not path.is_dir() and (path.exists() or _looks_like_local_path(config.model)):
+            raise model_load_error(config.model)
+        source = str(path) if path.is_dir() else config.model
+        try:
+            import transformers
+
+            hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
+            processor = hf.AutoProcessor.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+            extra: dict[str, Any] = {}
+            if config.attn_implementation is not None:
+                extra["attn_implementation"] = config.attn_implementation
+            model = hf.AutoModelForImageTextToText.from_pretrained(
+                source, dtype=dtype, device_map=device, trust_remote_code=config.trust_remote_code, **extra
+            )
+            model.eval()
+        except Exception as exc:
+            raise model_load_error(config.model, exc) from exc
+        return cls(model, processor, config)
+
+    @property
+    def name(self) -> str:
+        return self._config.model
+
+    @property
+    def processor(self) -> Any:
+        return self._processor
+
+    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
+        """All pairs in one greedy `generate` call; times are the batch's, shared equally among its outputs."""
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if not images:
+            return []
+        if self._model is None:
+            raise RuntimeError("reasoner is closed")
+        import torch
+
+        started = time.perf_counter()
+        inputs = prepare_batch(self._processor, images, questions).to(self._model.device)
+        sizes = [(int(image.shape[1]), int(image.shape[0])) for image in images]
+        prompt_length = int(inputs["input_ids"].shape[1])
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        preprocess_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        with torch.inference_mode():
+            sequences = self._model.generate(
+                **inputs, do_sample=False, max_new_tokens=self._config.max_new_tokens, use_cache=True
+            )
+        generate_s = time.perf_counter() - started
+
+        new_tokens = sequences[:, prompt_length:].tolist()
+        texts = self._processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        share = len(images)
+        return [
+            output_from_text(
+                text,
+                size,
+                prompt_tokens=int(prompt),
+                completion_tokens=self._completion_length(tokens),
+                preprocess_s=preprocess_s / share,
+                generate_s=generate_s / share,
+            )
+            for text, size, prompt, tokens in zip(texts, sizes, prompt_tokens, new_tokens, strict=True)
+        ]
+
+    def _completion_length(self, tokens: list[int]) -> int:
+        """Generated tokens up to and including the first end-of-sequence token (padding after it excluded)."""
+        for index, token in enumerate(tokens):
+            if token in self._eos_ids:
+                return index + 1
+        return len(tokens)
+
+    def close(self) -> None:
+        """Drop the model and give its memory back (CUDA cache included)."""
+        if self._model is None:
+            return
+        self._model = None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _eos_token_ids(model: Any, processor: Any) -> frozenset[int]:
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = processor.tokenizer.eos_token_id
+    if configured is None:
+        return frozenset()
+    if isinstance(configured, int):
+        return frozenset({configured})
+    return frozenset(int(token) for token in configured)

@@ -1,0 +1,355 @@
+"""A tiny Qwen2.5-VL built offline: the real tokenizer, processor and model classes, ~0.2 M parameters.
+
+Weights from random init never produce the Seg-Zero answer format, so the build briefly trains the model
+(teacher forcing on the real processor's chat-formatted inputs) to answer every image and question with
+one fixed, well-formed completion (`TINY_COMPLETION`). That lets tests and `--tiny` smoke runs exercise
+the whole path generate → parse → SAM2 with a predictable answer. The answer itself means nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_ros.core.answer import parse_answer
+from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt
+from segzero_ros.tiny import TINY_WARNING, default_cache_root
+
+RECIPE_VERSION = "1"
+"""Bump whenever anything below changes what gets built; the cache folder name carries it."""
+
+TINY_QWEN_DIRNAME = f"tiny-qwen2_5_vl-r{RECIPE_VERSION}"
+RECIPE_MARKER = "segzero_tiny_recipe.json"
+"""Written last by a build; a folder without it is not a finished tiny model."""
+
+TINY_THINK = "tiny model: fixed answer"
+TINY_FRAME_BOX = (200, 180, 640, 700)
+"""Box the tiny model always answers, in the 840×840 reasoning frame (x1, y1, x2, y2)."""
+TINY_FRAME_POINTS = ((380, 400), (460, 520))
+"""The two points it always answers, in the reasoning frame."""
+TINY_COMPLETION = (
+    f"<think>{TINY_THINK}</think><answer>"
+    '{"bbox": [%d,%d,%d,%d], "points_1": [%d,%d], "points_2": [%d,%d]}'
+    "</answer>" % (*TINY_FRAME_BOX, *TINY_FRAME_POINTS[0], *TINY_FRAME_POINTS[1])
+)
+"""What greedy decoding produces (special tokens skipped) for any image and question."""
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+# Qwen2.5-VL's special tokens, in the released tokenizer's order (ids follow the BPE vocabulary here).
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+END_OF_TURN = "<|im_end|>"
+PADDING = "<|endoftext|>"
+
+# Same rendering as Qwen2-VL / Qwen2.5-VL: a default system turn when none is given, images and videos as
+# vision placeholders the processor expands, and an opened assistant turn on request.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+PATCH_SIZE = 14
+MERGE_SIZE = 2
+MIN_PIXELS = 56 * 56
+MAX_PIXELS = 112 * 112
+"""An 840×840 frame becomes 112×112 → 8×8 patches → 16 visual tokens (the real model: 900)."""
+
+BPE_VOCAB_SIZE = 420
+TRAIN_MAX_STEPS = 400
+TRAIN_LEARNING_RATE = 5e-3
+TRAIN_LOSS_TARGET = 0.01
+
+_TRAIN_QUESTIONS = (
+    "the red cup",
+    "Person on the left.",
+    "Which object would you use to cut paper?",
+    "dog",
+    "the largest window in the room, next to the door",
+    "Find the thing a tired person would most likely sit on after a long walk through the city.",
+    "car",
+    "the second bottle from the right on the kitchen shelf",
+)
+_CHECK_QUESTIONS = ("the chair next to the table", "What can be used to keep rain off?")
+
+
+def ensure_tiny_qwen(cache_root: Path | None = None) -> Path:
+    """Folder with the tiny model, processor and tokenizer (loadable by `from_pretrained`); built if missing.
+
+    Builds into a private temporary folder and renames it into place, so concurrent callers never see a
+    half-written model; when two build at once, the first rename wins and the other copy is discarded.
+    """
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    target = root / TINY_QWEN_DIRNAME
+    if (target / RECIPE_MARKER).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{TINY_QWEN_DIRNAME}-", dir=root))
+    try:
+        build_tiny_qwen(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared like any other
+        if target.exists() and not (target / RECIPE_MARKER).is_file():
+            shutil.rmtree(target, ignore_errors=True)  # debris of a non-atomic copy; never a live build
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / RECIPE_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:
+    """Build, warm-start, verify and save the tiny model into output_dir (created if needed)."""
+    import torch
+    import transformers
+
+    hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    processor = build_tiny_processor(seed)
+    tokenizer = processor.tokenizer
+    with torch.random.fork_rng(devices=[]):  # seeded build that leaves the caller's random state alone
+        torch.manual_seed(seed)
+        model = hf.Qwen2_5_VLForConditionalGeneration(tiny_qwen_config(tokenizer))
+        model.generation_config = hf.GenerationConfig(
+            eos_token_id=[tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.convert_tokens_to_ids(PADDING)],
+            pad_token_id=tokenizer.convert_tokens_to_ids(PADDING),
+            do_sample=False,
+        )
+        _warm_start(model, processor, seed)
+    _verify(model, processor, seed)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    recipe = {"recipe_version": RECIPE_VERSION, "seed": seed, "completion": TINY_COMPLETION, "warning": TINY_WARNING}
+    (output_dir / RECIPE_MARKER).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+
+
+def build_tiny_processor(seed: int = 0) -> Any:
+    """Real Qwen2_5_VLProcessor around a freshly trained byte-level BPE and a small pixel budget."""
+    import transformers
+
+    hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
+
+    tokenizer = build_tiny_tokenizer(seed)
+    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    image_processor = hf.Qwen2VLImageProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
+    video_processor = hf.Qwen2VLVideoProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
+    return hf.Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        video_processor=video_processor,
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_tokenizer(seed: int = 0) -> Any:
+    """Qwen2Tokenizer over a byte-level BPE trained on Seg-Zero prompts, answers and digits."""
+    import transformers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
+
+    # Pre-tokenize exactly like Qwen2Tokenizer will, so the learned merges apply the same way there.
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB_SIZE,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tokenizer_corpus(seed), trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    vocab: dict[str, int] = dict(trained["vocab"])
+    merges = [tuple(pair) if isinstance(pair, list) else tuple(pair.split(" ")) for pair in trained["merges"]]
+    first_special = len(vocab)
+    for offset, token in enumerate(QWEN_SPECIAL_TOKENS):
+        vocab[token] = first_special + offset
+    tokenizer = hf.Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        eos_token=END_OF_TURN,
+        pad_token=PADDING,
+        extra_special_tokens=[t for t in QWEN_SPECIAL_TOKENS if t not in (END_OF_TURN, PADDING)],
+        model_max_length=32768,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = tokenizer.convert_tokens_to_ids(list(QWEN_SPECIAL_TOKENS))
+    if ids != list(range(first_special, first_special + len(QWEN_SPECIAL_TOKENS))):
+        raise RuntimeError(f"tiny tokenizer special token ids are not where the vocabulary put them: {ids}")
+    return tokenizer
+
+
+def _tokenizer_corpus(seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    corpus = [build_prompt(question) for question in (*_TRAIN_QUESTIONS, *_CHECK_QUESTIONS)]
+    corpus += [TINY_COMPLETION] * 4 + [EXAMPLE_ANSWER, DEFAULT_SYSTEM_PROMPT, "system user assistant"]
+    for _ in range(16):
+        box = sorted(rng.integers(0, 840, 2).tolist()) + sorted(rng.integers(0, 840, 2).tolist())
+        points = rng.integers(0, 840, 4).tolist()
+        corpus.append(
+            f'<think>the object on the left is closest</think><answer>{{"bbox": [{box[0]},{box[2]},{box[1]},'
+            f'{box[3]}], "points_1": [{points[0]},{points[1]}], "points_2": [{points[2]},{points[3]}]}}</answer>'
+        )
+    corpus.append(" ".join("0123456789"))
+    return corpus
+
+
+def tiny_qwen_config(tokenizer: Any) -> Any:
+    """Qwen2.5-VL config at toy scale; every special token id comes from `tokenizer` itself."""
+    import transformers
+
+    hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
+
+    def token_id(token: str) -> int:
+        return int(tokenizer.convert_tokens_to_ids(token))
+
+    text_heads = 4
+    text_hidden = 64
+    head_dim = text_hidden // text_heads
+    mrope_section = [2, 3, 3]  # temporal, height, width rotary slices; must sum to head_dim / 2
+    if sum(mrope_section) * 2 != head_dim:
+        raise AssertionError("mrope_section must sum to head_dim / 2")
+    return hf.Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": text_hidden,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": text_heads,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "bos_token_id": None,
+            "eos_token_id": token_id(END_OF_TURN),
+            "pad_token_id": token_id(PADDING),
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": PATCH_SIZE,
+            "spatial_merge_size": MERGE_SIZE,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "out_hidden_size": text_hidden,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=token_id("<|image_pad|>"),
+        video_token_id=token_id("<|video_pad|>"),
+        vision_start_token_id=token_id("<|vision_start|>"),
+        vision_end_token_id=token_id("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+
+
+def _sample_images(rng: np.random.Generator) -> list[np.ndarray]:
+    """Noise, flat colour and a gradient at assorted sizes: the answer must not depend on the picture."""
+    noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    flat = np.full((300, 300, 3), (200, 30, 30), dtype=np.uint8)
+    ramp = np.linspace(0, 255, 333, dtype=np.float64).astype(np.uint8)
+    gradient = np.stack([np.tile(ramp, (517, 1))] * 3, axis=-1)
+    small_noise = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    return [noise, flat, gradient, small_noise]
+
+
+def _warm_start(model: Any, processor: Any, seed: int) -> None:
+    """Teacher-force TINY_COMPLETION after the chat-formatted Seg-Zero prompt until greedy would reproduce it."""
+    import torch
+
+    from segzero_ros.reasoning.transformers_backend import render_chat_text, rgb_array_to_frame
+
+    images = _sample_images(np.random.default_rng(seed))
+    pairs = [(images[i % len(images)], question) for i, question in enumerate(_TRAIN_QUESTIONS)]
+    target = TINY_COMPLETION + END_OF_TURN
+    processor.tokenizer.padding_side = "left"
+    batch = processor(
+        text=[render_chat_text(processor, question) + target for _, question in pairs],
+        images=[rgb_array_to_frame(image) for image, _ in pairs],
+        padding=True,
+        return_tensors="pt",
+    )
+    target_length = len(processor.tokenizer(target)["input_ids"])
+    target_ids = batch["input_ids"][:, -target_length:]
+    decoded = processor.tokenizer.decode(target_ids[0].tolist())
+    if decoded != target:
+        raise RuntimeError(f"completion does not tokenize on its own boundary: {decoded!r}")
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -target_length:] = target_ids
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TRAIN_LEARNING_RATE, weight_decay=0.0)
+    for _ in range(TRAIN_MAX_STEPS):
+        output = model(**batch, labels=labels)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        # Logits at position t predict token t + 1: compare the predictions for the target span.
+        predicted = output.logits[:, -target_length - 1 : -1].argmax(dim=-1)
+        if output.loss.item() < TRAIN_LOSS_TARGET and bool((predicted == target_ids).all()):
+            break
+    model.eval()
+
+
+def _verify(model: Any, processor: Any, seed: int) -> None:
+    """Greedy generation on unseen questions and image sizes must give exactly TINY_COMPLETION."""
+    import torch
+
+    from segzero_ros.reasoning.transformers_backend import prepare_batch
+
+    rng = np.random.default_rng(seed + 1)
+    images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.integers(0, 256, (517, 333, 3), dtype=np.uint8)]
+    inputs = prepare_batch(processor, images, list(_CHECK_QUESTIONS))
+    with torch.inference_mode():
+        sequences = model.generate(**inputs, do_sample=False, max_new_tokens=96, use_cache=True)
+    texts = processor.tokenizer.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    for text, image in zip(texts, images, strict=True):
+        answer = parse_answer(text, (image.shape[1], image.shape[0]))  # raises AnswerParseError when malformed
+        if text != TINY_COMPLETION or answer.frame_box.as_list() != list(TINY_FRAME_BOX):
+            raise RuntimeError(f"tiny Qwen2.5-VL warm start failed: greedy output {text!r}")
