@@ -80,3 +80,32 @@ def test_console_script_runs_as_a_process(tmp_path, photo):
     )
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "o" / "photo_mask.png").exists()
+
+
+@pytest.mark.slow
+def test_tiny_models_run_end_to_end_through_the_cli(tmp_path, tiny_qwen_dir, tiny_sam2, capsys):
+    """The real transformers + sam2 code path with the tiny models, as `segzero infer --tiny` runs it."""
+    image = REPO / "examples" / "kitchen.png"
+    code = main(["infer", "--tiny", "--image", str(image), "--query", "the thing I can cut bread with",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "meaningless" in captured.err
+    result = json.loads(captured.out[captured.out.index("{"):])
+    assert result["ok"] and result["completion_tokens"] > 0
+    mask = np.asarray(Image.open(tmp_path / "kitchen_mask.png"))
+    assert mask.shape == (480, 640)
+    assert (mask == 255).sum() == result["mask_pixels"]
+
+
+def test_default_real_models_offline_fail_with_one_clear_message(tmp_path, photo, monkeypatch):
+    """No hub: exit code 2 and a single actionable line on stderr, never a traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--query", "mug"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "Ricky06662/Seg-Zero-7B" in completed.stderr
+    assert "--reasoner /path/to" in completed.stderr

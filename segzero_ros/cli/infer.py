@@ -82,7 +82,7 @@ def load_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     except (OSError, UnidentifiedImageError) as exc:
         raise SegZeroError(f"cannot read image {path}: {exc}") from exc
 

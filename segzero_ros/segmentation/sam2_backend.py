@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.resources
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,8 @@ class Sam2Segmenter:
 
         overrides = [] if config.image_size is None else [f"++model.image_size={config.image_size}"]
         try:
-            model = build_sam2(config_name, str(checkpoint), device=device, hydra_overrides_extra=overrides)
+            with _quiet_sam2_jit_warning():
+                model = build_sam2(config_name, str(checkpoint), device=device, hydra_overrides_extra=overrides)
         except Exception as error:
             # build_sam2 raises a bare RuntimeError (keys only logged) when checkpoint and config disagree.
             detail = str(error) or "its parameter names do not match the config (missing or unexpected keys)"
@@ -116,7 +118,8 @@ class Sam2Segmenter:
             hint = "Check that the config matches the checkpoint (sam2 vs sam2.1, hiera t/s/b+/l). " if mismatch else ""
             raise ModelLoadError(f"SAM2 checkpoint {checkpoint} could not be loaded with config {config_name}: "
                                  f"{type(error).__name__}: {detail}. {hint}{HOW_TO_FIX}") from error
-        predictor = SAM2ImagePredictor(model)
+        with _quiet_sam2_jit_warning():
+            predictor = SAM2ImagePredictor(model)
         predictor._bb_feat_sizes = sam2_feature_sizes(model.image_size, model.backbone_stride)
         return cls(predictor, name=name, multimask_output=config.multimask_output)
 
@@ -243,3 +246,11 @@ def _check_config_exists(config_name: str) -> None:
         )
         raise ModelLoadError(f"SAM2 config {config_name!r} is not shipped with the sam2 package; "
                              f"use one of: {', '.join(shipped)}. {HOW_TO_FIX}")
+
+
+@contextlib.contextmanager
+def _quiet_sam2_jit_warning() -> Iterator[None]:
+    """sam2 1.1 calls torch.jit.script while building, which current torch flags as deprecated on every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+        yield
