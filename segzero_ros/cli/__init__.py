@@ -15,6 +15,7 @@ from segzero_ros.errors import SegZeroError
 # Modules with `add_parser(subparsers)`; each registers one subcommand whose handler is `args.handler`.
 SUBCOMMAND_MODULES = (
     "segzero_ros.cli.infer",
+    "segzero_ros.cli.eval",
 )
 
 

@@ -31,20 +31,26 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--image", required=True, type=Path, help="input image (any format PIL reads)")
     parser.add_argument("--query", required=True, help='the command, e.g. "the thing I can cut bread with"')
-    parser.add_argument("--reasoner", default=DEFAULT_REASONER_MODEL, help="HF id or local folder of the reasoner")
-    parser.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
-    parser.add_argument("--reasoner-backend", default="transformers", help="reasoner backend (transformers, scripted)")
-    parser.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, box, ...)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("segzero_out"), help="output folder (created)")
-    models = parser.add_mutually_exclusive_group()
-    models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
-    models.add_argument(
+    parser.add_argument(
         "--tiny-fallback", action="store_true",
         help="use the real models when they load, the tiny ones (with a notice) when they do not",
     )
     parser.set_defaults(handler=run)
+
+
+def add_model_arguments(parser: Any) -> None:
+    """Model selection flags shared by every command that builds a pipeline (infer, eval)."""
+    models = parser.add_argument_group("models")
+    models.add_argument("--reasoner", default=DEFAULT_REASONER_MODEL, help="HF id or local folder of the reasoner")
+    models.add_argument("--reasoner-backend", default="transformers",
+                        help="reasoner backend (transformers; scripted replays a JSON file given as --reasoner)")
+    models.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
+    models.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, onnxruntime, tensorrt, box)")
+    models.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    models.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
+    models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
 
 
 def segmenter_config_from_arg(value: str, backend: str, device: str) -> SegmenterConfig:
@@ -74,6 +80,8 @@ def tiny_config(args: argparse.Namespace) -> PipelineConfig:
     print(f"NOTE: {TINY_WARNING}.", file=sys.stderr)
     config = tiny_pipeline_config(device="cpu" if args.device == "auto" else args.device)
     config.reasoner.max_new_tokens = args.max_new_tokens
+    if args.segmenter != "sam2":  # e.g. the tiny SAM2 through onnxruntime, or the box baseline
+        config.segmenter.backend = args.segmenter
     return config
 
 
@@ -91,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from segzero_ros.backends import build_pipeline
 
     image = load_image(args.image)
+    if args.tiny and args.tiny_fallback:
+        raise SegZeroError("--tiny and --tiny-fallback exclude each other")
     if args.tiny:
         pipeline = build_pipeline(tiny_config(args))
     else:

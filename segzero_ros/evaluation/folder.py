@@ -1,0 +1,136 @@
+"""The plain folder format, for evaluating on your own images.
+
+Layout (paths in the manifest are relative to the folder; absolute paths also work)::
+
+    my_data/
+      samples.jsonl        one JSON object per line:
+                           {"id": "mug-1", "image": "images/kitchen.jpg", "mask": "masks/mug-1.png",
+                            "text": "the mug I can drink from"}
+      images/…             any format PIL reads
+      masks/…              PNG, same size as the image; nonzero (or palette index > 0) is foreground
+
+"id" is optional (default: the mask file's stem); an optional "ignore" mask path marks pixels left out of
+scoring. One image may appear on several lines, each with its own mask and text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from segzero_ros.evaluation.dataset import (
+    DatasetFormatError,
+    EvalDataset,
+    EvalSample,
+    image_to_rgb_array,
+    mask_to_bool,
+    safe_filename,
+)
+
+MANIFEST_NAME = "samples.jsonl"
+
+
+class MaskedSample(Protocol):
+    """Anything with an id, an RGB image, a bool mask and a text: EvalSample, SyntheticSample, …"""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def image(self) -> np.ndarray: ...
+
+    @property
+    def mask(self) -> np.ndarray: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def write_folder_dataset(samples: Iterable[MaskedSample], root: Path) -> Path:
+    """Write samples in the folder format (lossless PNG images and masks); returns the manifest path.
+
+    An existing manifest is replaced, so the folder always describes exactly the samples written.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for sample in samples:
+        if sample.id in seen:
+            raise ValueError(f"duplicate sample id {sample.id!r}")
+        seen.add(sample.id)
+        stem = safe_filename(sample.id)
+        image_path = f"images/{stem}.png"
+        mask_path = f"masks/{stem}.png"
+        Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).save(root / image_path)
+        Image.fromarray(np.asarray(sample.mask, dtype=bool)).save(root / mask_path)
+        entries.append({"id": sample.id, "image": image_path, "mask": mask_path, "text": sample.text})
+    manifest = root / MANIFEST_NAME
+    staging = manifest.with_suffix(".jsonl.tmp")
+    staging.write_text("".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries), encoding="utf-8")
+    staging.replace(manifest)
+    return manifest
+
+
+def is_folder_dataset(path: Path) -> bool:
+    return (path.is_dir() and (path / MANIFEST_NAME).is_file()) or (path.is_file() and path.name.endswith(".jsonl"))
+
+
+def load_folder_dataset(path: Path) -> EvalDataset:
+    """Read the manifest now (ids, paths, texts); images and masks are decoded per sample."""
+    path = Path(path)
+    manifest = path / MANIFEST_NAME if path.is_dir() else path
+    if not manifest.is_file():
+        raise DatasetFormatError(f"{path}: no {MANIFEST_NAME} manifest (see `segzero eval --help` for the layout)")
+    root = manifest.parent
+    entries = [_read_entry(root, manifest, number, line)
+               for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1)
+               if line.strip()]
+
+    def load(index: int) -> EvalSample:
+        entry = entries[index]
+        image = image_to_rgb_array(_open_image(entry["image"]))
+        mask = mask_to_bool(_open_image(entry["mask"]))
+        ignore = mask_to_bool(_open_image(entry["ignore"])) if entry.get("ignore") else None
+        if ignore is not None:
+            mask = mask & ~ignore
+        return EvalSample(id=entry["id"], image=image, mask=mask, text=entry["text"], ignore=ignore)
+
+    return EvalDataset(f"folder:{root}", [entry["id"] for entry in entries], load)
+
+
+def _read_entry(root: Path, manifest: Path, number: int, line: str) -> dict[str, Any]:
+    where = f"{manifest}:{number}"
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:
+        raise DatasetFormatError(f"{where}: not JSON: {exc}") from exc
+    if not isinstance(entry, dict):
+        raise DatasetFormatError(f"{where}: expected a JSON object")
+    missing = [key for key in ("image", "mask", "text") if not isinstance(entry.get(key), str)]
+    if missing:
+        raise DatasetFormatError(f"{where}: missing or non-string {', '.join(missing)}")
+    resolved: dict[str, Any] = {"text": entry["text"]}
+    for key in ("image", "mask", "ignore"):
+        if entry.get(key):
+            resolved[key] = root / entry[key]
+    resolved["id"] = str(entry["id"]) if entry.get("id") is not None else Path(entry["mask"]).stem
+    return resolved
+
+
+def _open_image(path: Path) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetFormatError(f"cannot read {path}: {exc}") from exc
