@@ -1,0 +1,148 @@
+"""Helpers for tests that talk to the node over real DDS.
+
+Such tests must run inside a loopback-only network namespace (scripts/test, or tests/ros/run_in_netns.sh),
+so discovery can never leave the machine. `ros_runtime_skip_reason` decides that from the interfaces this
+process actually sees, not from an environment variable someone may have exported by hand; it is checked
+BEFORE anything imports rclpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble
+
+WAIT_S = 20.0
+"""Upper bound for anything a test waits for; only reached when something is broken."""
+
+
+def non_loopback_interfaces() -> list[str]:
+    """Network interfaces of THIS process's network namespace other than loopback."""
+    return [name for _, name in socket.if_nameindex() if name != "lo"]
+
+
+def ros_runtime_skip_reason() -> str | None:
+    others = non_loopback_interfaces()
+    if others:
+        return (f"needs a loopback-only network namespace, but this process sees {', '.join(others)}; "
+                "run through scripts/test or tests/ros/run_in_netns.sh")
+    if importlib.util.find_spec("rclpy") is None:
+        return "rclpy is not installed (ROS 2 wheels missing)"
+    if importlib.util.find_spec("segzero_ros.msg") is None:
+        return "segzero_ros messages are not built: run scripts/build_ros_msgs.sh"
+    return None
+
+
+def skip_module_unless_ros_runtime() -> None:
+    """Call at module level, before importing rclpy."""
+    reason = ros_runtime_skip_reason()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Inbox:
+    """Messages received on one topic, collected from the executor thread."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._messages: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        with self._lock:
+            self._messages.append(msg)
+
+    @property
+    def messages(self) -> list[Any]:
+        with self._lock:
+            return list(self._messages)
+
+    def wait_for(self, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = WAIT_S) -> Any:
+        """The first message (old or new) that satisfies predicate."""
+        found: list[Any] = []
+
+        def check() -> bool:
+            found[:] = [m for m in self.messages if predicate(m)][:1]
+            return bool(found)
+
+        wait_until(check, timeout, f"a matching message on {self.topic}")
+        return found[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._messages.clear()
+
+
+class RosHarness:
+    """One rclpy context with a spinning executor and a client node for publishing and collecting."""
+
+    def __init__(self, domain_id: int, name: str = "segzero_test_client") -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.client = rclpy.create_node(name, context=self.context)
+        self.executor.add_node(self.client)
+        self._thread = threading.Thread(target=self._spin, name="test-executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def subscribe(self, msg_type: Any, topic: str, qos: Any = 10) -> Inbox:
+        inbox = Inbox(topic)
+        self.client.create_subscription(msg_type, topic, inbox, qos)
+        return inbox
+
+    def publisher(self, msg_type: Any, topic: str, qos: Any = 10) -> Any:
+        return self.client.create_publisher(msg_type, topic, qos)
+
+    def shutdown(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=5.0)
+        self.client.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+def rgb_test_image(width: int = 64, height: int = 48) -> Any:
+    """A deterministic rgb8 numpy image (gradients, so channel-order mistakes change pixel values)."""
+    import numpy as np
+
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.stack([xs * 4 % 256, ys * 5 % 256, (xs + ys) % 256], axis=2).astype(np.uint8)
+
+
+def image_message(pixels: Any, encoding: str = "rgb8", *, sec: int = 1234, nanosec: int = 5678,
+                  frame_id: str = "camera_optical") -> Any:
+    from segzero_ros.ros.image_conversion import array_to_image
+
+    msg = array_to_image(pixels, encoding)
+    msg.header.stamp.sec = sec
+    msg.header.stamp.nanosec = nanosec
+    msg.header.frame_id = frame_id
+    return msg

@@ -1,0 +1,96 @@
+"""The node's parameter table and the shipped params file, checked without ROS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig
+from segzero_ros.ros.params import (
+    NODE_PARAMETERS,
+    config_fields_without_parameter,
+    settings_from_parameters,
+    validate_value,
+)
+
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "segzero.yaml"
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_every_pipeline_config_field_is_a_node_parameter():
+    assert config_fields_without_parameter() == []
+
+
+def test_defaults_are_the_library_defaults():
+    settings = settings_from_parameters({})
+    assert settings.pipeline == PipelineConfig()
+    assert (settings.autostart, settings.queue_depth, settings.max_image_age_s) == (True, 4, 2.0)
+
+
+def test_empty_strings_and_zero_size_mean_unset():
+    settings = settings_from_parameters({
+        "reasoner.attn_implementation": "", "segmenter.checkpoint": "", "segmenter.config": "",
+        "segmenter.image_size": 0,
+    })
+    assert settings.pipeline.reasoner.attn_implementation is None
+    assert settings.pipeline.segmenter.checkpoint is None and settings.pipeline.segmenter.config is None
+    assert settings.pipeline.segmenter.image_size is None
+    explicit = settings_from_parameters({"segmenter.image_size": 256, "segmenter.checkpoint": "/m/sam2.pt",
+                                         "reasoner.device": "cuda:1"})
+    assert explicit.pipeline.segmenter == SegmenterConfig(image_size=256, checkpoint="/m/sam2.pt")
+    assert explicit.pipeline.reasoner == ReasonerConfig(device="cuda:1")
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ValueError) as caught:
+        settings_from_parameters({"queue_depth": -1, "reasoner.dtype": "int4", "segmenter.device": "gpu",
+                                  "max_image_age_s": "soon"})
+    message = str(caught.value)
+    for expected in ("queue_depth must be >= 0", "reasoner.dtype must be one of auto, bfloat16, float16, float32",
+                     "segmenter.device must be auto, cpu, mps, cuda or cuda:N; got 'gpu'",
+                     "max_image_age_s must be of type float, got str 'soon'"):
+        assert expected in message
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("queue_depth", 1001, "queue_depth must be <= 1000"),
+    ("queue_depth", True, "queue_depth must be of type int, got bool"),
+    ("max_image_age_s", 3, None),  # Python callers may pass an int for a float (rclpy itself is stricter)
+    ("reasoner.device", "cuda:0", None),
+    ("reasoner.device", "cuda:x", "reasoner.device must be auto, cpu, mps, cuda or cuda:N"),
+    ("reasoner.backend", " ", "reasoner.backend must name a backend"),
+    ("no.such", 1, "unknown parameter 'no.such'"),
+])
+def test_single_values(name, value, problem):
+    outcome = validate_value(name, value)
+    if problem is None:
+        assert outcome is None
+    else:
+        assert outcome is not None and outcome.startswith(problem)
+
+
+def test_shipped_params_file_declares_every_parameter_with_a_valid_value():
+    document = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    values = _flatten(document["/**"]["ros__parameters"])
+    assert set(values) == {spec.name for spec in NODE_PARAMETERS}
+    for spec in NODE_PARAMETERS:  # ROS parameters are strictly typed: 2 is not a double
+        assert type(values[spec.name]) is spec.type, spec.name
+    assert settings_from_parameters(values) == settings_from_parameters({})
+
+
+def test_every_parameter_is_documented():
+    documentation = (Path(__file__).resolve().parents[2] / "docs" / "ros.md").read_text(encoding="utf-8")
+    undocumented = [spec.name for spec in NODE_PARAMETERS if f"| `{spec.name}` |" not in documentation]
+    assert undocumented == []
