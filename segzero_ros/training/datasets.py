@@ -1,0 +1,363 @@
+"""Training data in Seg-Zero's refCOCOg_2k_840 schema, and its conversion to what TRL's GRPOTrainer reads.
+
+The schema (one row per referring expression):
+
+=============  ===========================================================================================
+``id``         str, unique
+``problem``    str, the expression or question as given (the prompt lower-cases it and strips periods)
+``solution``   str, ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>`` in 840-frame integers
+``image``      840×840 RGB (already squashed, aspect ratio not kept)
+``img_height`` int, the ORIGINAL image height (the 840 frame maps back to it)
+``img_width``  int, the ORIGINAL image width
+=============  ===========================================================================================
+
+Sources: a ``save_to_disk`` folder (Dataset or DatasetDict), parquet files (a file or a downloaded hub
+snapshot), a hub id resolved through the local cache, or any mask dataset (image + bool mask + expression:
+the folder format, ReasonSeg, an HF mask dataset, the synthetic generator) converted on the way in with the
+targets of :mod:`segzero_ros.training.targets`.
+
+``datasets`` is imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
+from segzero_ros.core.prompt import build_prompt
+from segzero_ros.evaluation.dataset import DatasetFormatError
+from segzero_ros.training.targets import EmptyMaskError, frame_targets
+
+_LOG = logging.getLogger(__name__)
+
+REFERENCE_DATASET = "Ricky06662/refCOCOg_2k_840"
+"""The 2k-sample training set of the released Seg-Zero models (a 9k variant also exists)."""
+SEGZERO_COLUMNS = ("id", "problem", "solution", "image", "img_height", "img_width")
+DATASET_FORMATS = ("auto", "segzero", "masks", "synthetic")
+RESAMPLING = ("area", "bilinear")
+SYNTHETIC_SOURCE = re.compile(r"synthetic(?::(\d+))?(?::(\d+))?(?::(\d+))?")
+"""``synthetic[:COUNT[:SEED[:SIZE]]]``, e.g. ``synthetic:64:0:256``."""
+
+
+class MaskedSample(Protocol):
+    """Anything with an id, an RGB image, a bool mask and a text: EvalSample, SyntheticSample, …"""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def image(self) -> np.ndarray: ...
+
+    @property
+    def mask(self) -> np.ndarray: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+# --- mask samples → schema rows ------------------------------------------------------------------------------
+
+
+def resize_frame(image: np.ndarray, resample: str = "area", frame_size: int = REASONING_FRAME_SIZE) -> Any:
+    """H×W×3 uint8 → frame_size² PIL image.
+
+    ``area`` (OpenCV INTER_AREA) is what the reference data preparation used for refCOCOg_2k_840;
+    ``bilinear`` (PIL) is what inference does, for data meant to look exactly like the node's input.
+    """
+    from PIL import Image
+
+    if resample not in RESAMPLING:
+        raise ValueError(f"unknown resampling {resample!r}; choose from {', '.join(RESAMPLING)}")
+    array = np.ascontiguousarray(image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"images must be H×W×3 RGB, got shape {array.shape}")
+    if resample == "bilinear":
+        return resize_to_reasoning_frame(Image.fromarray(array, mode="RGB"), frame_size)
+    import cv2
+
+    return Image.fromarray(cv2.resize(array, (frame_size, frame_size), interpolation=cv2.INTER_AREA), mode="RGB")
+
+
+def segzero_record(sample: MaskedSample, resample: str = "area") -> dict[str, Any]:
+    """One schema row for a mask sample: targets from the full-resolution mask, the image squashed to 840².
+
+    Raises EmptyMaskError for a mask without foreground (nothing to train on).
+    """
+    image = np.asarray(sample.image)
+    mask = np.asarray(sample.mask, dtype=bool)
+    if mask.shape != image.shape[:2]:
+        raise DatasetFormatError(
+            f"sample {sample.id!r}: mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
+            f"{image.shape[1]}×{image.shape[0]}"
+        )
+    return {
+        "id": str(sample.id),
+        "problem": str(sample.text),
+        "solution": frame_targets(mask).solution(),
+        "image": resize_frame(image, resample),
+        "img_height": int(image.shape[0]),
+        "img_width": int(image.shape[1]),
+    }
+
+
+def segzero_features() -> Any:
+    """The schema as ``datasets.Features`` (the same types the reference preparation script declares)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "problem": datasets.Value("string"),
+            "solution": datasets.Value("string"),
+            "image": datasets.Image(),
+            "img_height": datasets.Value("int64"),
+            "img_width": datasets.Value("int64"),
+        }
+    )
+
+
+def _records(samples: Iterable[MaskedSample], resample: str) -> Iterator[dict[str, Any]]:
+    for sample in samples:
+        try:
+            yield segzero_record(sample, resample)
+        except EmptyMaskError:
+            _LOG.warning("skipping sample %r: its mask is empty", sample.id)
+
+
+def segzero_dataset_from_masks(
+    samples: Iterable[MaskedSample], resample: str = "area", cache_dir: Path | None = None
+) -> Any:
+    """Convert mask samples to a ``datasets.Dataset`` in the schema; samples with an empty mask are skipped.
+
+    Rows are written to Arrow files under ``cache_dir`` (a fresh temporary folder when None) as they are
+    produced, so a large dataset never sits in memory; the returned dataset memory-maps them.
+    """
+    import datasets
+
+    if resample not in RESAMPLING:
+        raise ValueError(f"unknown resampling {resample!r}; choose from {', '.join(RESAMPLING)}")
+    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="segzero-dataset-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    # A fresh folder and a random fingerprint per conversion: rows of other data are never reused, and the
+    # samples (arrays, lazy loaders) are never hashed.
+    unique = Path(tempfile.mkdtemp(prefix="rows-", dir=folder))
+    no_rows = DatasetFormatError("no usable samples: every mask was empty (or there were no samples)")
+    try:
+        dataset = datasets.Dataset.from_generator(
+            _records,
+            features=segzero_features(),
+            cache_dir=str(unique),
+            gen_kwargs={"samples": samples, "resample": resample},
+            fingerprint=uuid.uuid4().hex,
+        )
+    except ValueError as exc:
+        if "corresponds to no data" in str(exc):  # what datasets says when the generator yielded nothing
+            raise no_rows from exc
+        raise
+    if len(dataset) == 0:
+        raise no_rows
+    return dataset
+
+
+def synthetic_samples(count: int, seed: int = 0, size: int = 256) -> list[Any]:
+    """Samples of the synthetic shapes generator (``segzero_ros.data.synthetic``)."""
+    from segzero_ros.data.synthetic import generate_samples
+
+    return list(generate_samples(count, seed, size))
+
+
+def parse_synthetic_source(source: str) -> tuple[int, int, int] | None:
+    """``synthetic[:COUNT[:SEED[:SIZE]]]`` → (count, seed, size); None for any other source."""
+    match = SYNTHETIC_SOURCE.fullmatch(source.strip())
+    if match is None:
+        return None
+    count, seed, size = match.groups()
+    return int(count or 64), int(seed or 0), int(size or 256)
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+
+def load_training_dataset(
+    source: str | Path,
+    format: str = "auto",
+    *,
+    split: str = "train",
+    max_samples: int | None = None,
+    resample: str = "area",
+    cache_dir: Path | None = None,
+) -> Any:
+    """Any supported source → a ``datasets.Dataset`` in the refCOCOg_2k_840 schema.
+
+    ``format``: ``segzero`` (already in the schema), ``masks`` (image + mask + expression, converted here),
+    ``synthetic`` (``synthetic[:COUNT[:SEED[:SIZE]]]``) or ``auto`` (decided from the source). Mask data
+    conversion writes Arrow files under ``cache_dir``.
+    """
+    if format not in DATASET_FORMATS:
+        raise ValueError(f"unknown dataset format {format!r}; choose from {', '.join(DATASET_FORMATS)}")
+    text = str(source)
+    synthetic = parse_synthetic_source(text)
+    if format == "synthetic" or (format == "auto" and synthetic is not None):
+        if synthetic is None:
+            raise DatasetFormatError(f"{text!r}: synthetic sources are written synthetic[:COUNT[:SEED[:SIZE]]]")
+        count, seed, size = synthetic
+        if max_samples is not None:
+            count = min(count, max_samples)
+        return segzero_dataset_from_masks(synthetic_samples(count, seed, size), resample, cache_dir)
+    if format == "masks" or (format == "auto" and _looks_like_mask_folder(Path(text))):
+        return _masks_to_segzero(text, split, max_samples, resample, cache_dir)
+    dataset = open_hf_dataset(text, split)
+    columns = set(dataset.column_names)
+    if format == "auto" and not {"problem", "solution"} <= columns:
+        from segzero_ros.evaluation.hf import MASK_COLUMNS
+
+        if columns & set(MASK_COLUMNS):
+            return _masks_to_segzero(text, split, max_samples, resample, cache_dir, opened=dataset)
+    check_segzero_schema(dataset, text)
+    if max_samples is not None and max_samples < len(dataset):
+        dataset = dataset.select(range(max_samples))
+    return dataset
+
+
+def load_segzero_dataset(source: str | Path, split: str = "train") -> Any:
+    """A dataset already in the schema, from a local folder, parquet or a cached hub id."""
+    dataset = open_hf_dataset(str(source), split)
+    check_segzero_schema(dataset, str(source))
+    return dataset
+
+
+def check_segzero_schema(dataset: Any, where: str) -> None:
+    missing = [column for column in SEGZERO_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise DatasetFormatError(
+            f"{where}: not in the Seg-Zero training schema; missing column(s) {', '.join(missing)} (columns: "
+            f"{', '.join(dataset.column_names)}). Convert mask data with `segzero train make-dataset`."
+        )
+
+
+def open_hf_dataset(source: str, split: str = "train") -> Any:
+    """A ``save_to_disk`` folder, parquet file(s), or a hub id (the local cache; downloads when online)."""
+    import datasets
+
+    from segzero_ros.evaluation.hf import choose_split, is_saved_dataset, parquet_files
+
+    path = Path(source).expanduser()
+    if path.exists():
+        if is_saved_dataset(path):
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                return loaded[choose_split(list(loaded.keys()), _split_or_only(list(loaded.keys()), split), source)]
+            return loaded
+        files = parquet_files(path)
+        if not files:
+            raise DatasetFormatError(f"{path}: neither a save_to_disk folder nor parquet files")
+        by_split: dict[str, list[str]] = {}
+        for file in files:
+            prefix, separator, _ = file.stem.partition("-")
+            by_split.setdefault(prefix if separator and prefix else "train", []).append(str(file))
+        chosen = choose_split(list(by_split), _split_or_only(list(by_split), split), source)
+        return datasets.load_dataset("parquet", data_files={chosen: by_split[chosen]}, split=chosen)
+    if _looks_like_local_path(source):
+        raise DatasetFormatError(f"{source}: no such file or folder")
+    try:
+        return datasets.load_dataset(source, split=split)
+    except Exception as exc:
+        raise DatasetFormatError(
+            f"{source}: not a local path, and the hub dataset could not be loaded ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'no detail'}). Offline, download it on "
+            f"a connected machine with `huggingface-cli download --repo-type dataset {source} --local-dir DIR` "
+            "(or `datasets.load_dataset(...).save_to_disk(DIR)`) and pass DIR."
+        ) from exc
+
+
+def _split_or_only(available: list[str], split: str) -> str:
+    """The requested split, except that a single-split dataset is used whatever its split is called."""
+    return available[0] if len(available) == 1 else split
+
+
+def _looks_like_local_path(source: str) -> bool:
+    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
+
+
+def _looks_like_mask_folder(path: Path) -> bool:
+    if not path.exists():
+        return False
+    from segzero_ros.evaluation.folder import is_folder_dataset
+    from segzero_ros.evaluation.reasonseg import is_reasonseg_folder
+
+    return is_folder_dataset(path) or is_reasonseg_folder(path)
+
+
+def _masks_to_segzero(
+    source: str,
+    split: str,
+    max_samples: int | None,
+    resample: str,
+    cache_dir: Path | None,
+    *,
+    opened: Any = None,
+) -> Any:
+    from segzero_ros.evaluation import load_eval_dataset, wrap_hf_dataset
+
+    masks = wrap_hf_dataset(opened, source) if opened is not None else load_eval_dataset(source, split=split)
+    return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir)
+
+
+def save_segzero_dataset(dataset: Any, output_dir: Path, split: str = "train") -> Path:
+    """Write a schema dataset as the reference does: a ``DatasetDict`` with one split, via ``save_to_disk``."""
+    import datasets
+
+    check_segzero_schema(dataset, "dataset to save")
+    output_dir = Path(output_dir)
+    datasets.DatasetDict({split: dataset}).save_to_disk(str(output_dir))
+    return output_dir
+
+
+# --- schema rows → TRL ------------------------------------------------------------------------------------
+
+
+def trl_prompt(problem: str) -> list[dict[str, Any]]:
+    """The conversational prompt for one row: one user turn with the Seg-Zero text (the node's exact prompt).
+
+    TRL puts the row's image in front of the text (``prepare_multimodal_messages``), giving the node's
+    [image, text] user turn; no system turn, so the chat template's default one applies, as at inference.
+    """
+    return [{"role": "user", "content": build_prompt(problem)}]
+
+
+def as_reasoning_frame(image: Any) -> Any:
+    """A PIL image as the reasoner sees it: 840² RGB (left alone when it already is, as in the schema)."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    if not isinstance(image, Image.Image):
+        raise DatasetFormatError(f"expected an image, got {type(image).__name__}")
+    if image.mode == "RGB" and image.size == (REASONING_FRAME_SIZE, REASONING_FRAME_SIZE):
+        return image
+    return resize_to_reasoning_frame(image)
+
+
+def _to_trl_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    converted = dict(batch)
+    converted["prompt"] = [trl_prompt(problem) for problem in batch["problem"]]
+    converted["image"] = [as_reasoning_frame(image) for image in batch["image"]]
+    return converted
+
+
+def to_trl_dataset(dataset: Any) -> Any:
+    """Schema dataset → GRPOTrainer's conversational VLM format, lazily (rows convert as they are read).
+
+    Each row gains ``prompt`` (see :func:`trl_prompt`) and its ``image`` is guaranteed 840×840 RGB; ``solution``
+    and the other columns pass through, so the reward functions receive ``solution`` as a keyword list.
+    """
+    check_segzero_schema(dataset, "training dataset")
+    return dataset.with_transform(_to_trl_batch)

@@ -1,0 +1,115 @@
+"""TRL-shaped adapters around the Seg-Zero rewards of :mod:`segzero_ros.core.rewards`.
+
+TRL's GRPOTrainer calls each reward function with ``completions`` (for conversational data a list of
+``[{"role": "assistant", "content": text}]``) and every other dataset column as a keyword list (here
+``solution``), and logs each function under its ``__name__`` (``rewards/bbox_iou/mean``, …). So there is one
+function per reward component, named after it; their plain sum is the reference's total reward, which is
+what GRPOTrainer sums when every weight is 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from segzero_ros.core.rewards import (
+    bbox_iou_reward,
+    bbox_l1_reward,
+    point_reward,
+    segmentation_format_reward,
+    thinking_format_reward,
+)
+
+RewardFunction = Callable[..., list[float]]
+
+STRICT_REWARD_NAMES = ("thinking_format", "segmentation_format", "bbox_iou", "bbox_l1", "point")
+"""Names TRL logs the components under (``rewards/<name>/mean``), in the reference's order."""
+
+
+def completion_text(completion: Any) -> str:
+    """The generated text of one completion, whether TRL passes a string or chat messages.
+
+    Chat completions are a list of messages; the assistant turns' contents are joined (there is one turn
+    unless tools are involved). Content given as typed parts keeps only the text parts.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content"))
+    if isinstance(completion, Sequence):
+        return "".join(
+            _content_text(message.get("content"))
+            for message in completion
+            if isinstance(message, dict) and message.get("role", "assistant") == "assistant"
+        )
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "".join(
+            part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type", "text") == "text"
+        )
+    return ""
+
+
+def _solutions(solution: Sequence[str] | None, count: int) -> Sequence[str]:
+    if solution is None:
+        raise ValueError("the dataset has no 'solution' column; Seg-Zero's accuracy rewards need one")
+    if len(solution) != count:
+        raise ValueError(f"{count} completions but {len(solution)} solutions")
+    return solution
+
+
+def thinking_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """1 when the whole completion is ``<think>…</think><answer>…</answer>``."""
+    return [thinking_format_reward(completion_text(c)) for c in completions]
+
+
+def segmentation_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """1 when the answer object has ``bbox`` (4 values), ``points_1`` and ``points_2`` (2 values each)."""
+    return [segmentation_format_reward(completion_text(c)) for c in completions]
+
+
+def bbox_iou(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """1 when the predicted box's inclusive-pixel IoU with the GT box is > 0.5."""
+    truths = _solutions(solution, len(completions))
+    return [bbox_iou_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+
+
+def bbox_l1(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """1 when the mean corner distance to the GT box is < 10 px (840 frame)."""
+    truths = _solutions(solution, len(completions))
+    return [bbox_l1_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+
+
+def point(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """1 when both points lie in the predicted box and are < 100 px (mean, best pairing) from the GT points."""
+    truths = _solutions(solution, len(completions))
+    return [point_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+
+
+def bbox_iou_soft(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """The IoU itself (paper ablation), in [0, 1]."""
+    truths = _solutions(solution, len(completions))
+    return [bbox_iou_reward(completion_text(c), s, soft=True) for c, s in zip(completions, truths, strict=True)]
+
+
+def bbox_l1_soft(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """``1 - L1 / 840`` (paper ablation), in [0, 1]."""
+    truths = _solutions(solution, len(completions))
+    return [bbox_l1_reward(completion_text(c), s, soft=True) for c, s in zip(completions, truths, strict=True)]
+
+
+def reward_functions(soft: bool = False) -> list[RewardFunction]:
+    """The five Seg-Zero rewards for GRPOTrainer, in the reference's order; ``soft`` swaps in the soft box rewards."""
+    if soft:
+        return [thinking_format, segmentation_format, bbox_iou_soft, bbox_l1_soft, point]
+    return [thinking_format, segmentation_format, bbox_iou, bbox_l1, point]
+
+
+def reward_names(soft: bool = False) -> list[str]:
+    """The names GRPOTrainer will log the rewards under."""
+    return [function.__name__ for function in reward_functions(soft)]
