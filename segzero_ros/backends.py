@@ -26,6 +26,8 @@ REASONER_BACKENDS: dict[str, str | ReasonerFactory] = {
 SEGMENTER_BACKENDS: dict[str, str | SegmenterFactory] = {
     "sam2": "segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config",
     "box": "segzero_ros.segmentation.box:BoxSegmenter.from_config",
+    "onnxruntime": "segzero_ros.segmentation.onnx_backend:OnnxRuntimeSegmenter.from_config",
+    "tensorrt": "segzero_ros.segmentation.tensorrt_backend:TensorRTSegmenter.from_config",
 }
 
 

@@ -45,6 +45,20 @@ class SegmenterConfig:
     """Encoder input side; None keeps the config's (1024). Smaller sizes are for fast tests only."""
     device: str = "auto"
     multimask_output: bool = True
+    onnx_dir: str | None = None
+    """onnxruntime/tensorrt backends: folder from `segzero export-sam2` (graphs + sam2_onnx.json). None exports
+    the SAM2 model named above once into the cache (needs torch + sam2 on that machine)."""
+    precision: str = "auto"
+    """onnxruntime/tensorrt backends: "fp32" or "fp16" graphs/engines; "auto" = fp16 for tensorrt, fp32 for
+    onnxruntime (fp16 is slower on onnxruntime's CPU provider)."""
+    providers: str = ""
+    """onnxruntime backend: comma-separated execution providers in priority order (e.g.
+    "CUDAExecutionProvider,CPUExecutionProvider"); empty = chosen from `device`."""
+    cpu_threads: int = 0
+    """onnxruntime backend: intra-op threads on the CPU provider; 0 = onnxruntime's default (all cores)."""
+    engine_cache_dir: str | None = None
+    """tensorrt backend: folder for built engines and the timing cache; None = <cache root>/tensorrt
+    ($SEGZERO_CACHE, else ~/.cache/segzero_ros)."""
 
 
 @dataclass

@@ -14,8 +14,10 @@ from segzero_ros.errors import SegZeroError
 
 # Modules with `add_parser(subparsers)`; each registers one subcommand whose handler is `args.handler`.
 SUBCOMMAND_MODULES = (
+    "segzero_ros.cli.export",
     "segzero_ros.cli.infer",
     "segzero_ros.cli.eval",
+    "segzero_ros.cli.train",
 )
 
 

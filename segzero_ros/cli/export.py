@@ -1,0 +1,113 @@
+"""`segzero export-sam2` (SAM2 → ONNX graphs + manifest) and `segzero build-engine` (ONNX → TensorRT engines).
+
+Both print progress as they go: exporting hiera-large takes minutes on a CPU, and building TensorRT
+engines takes minutes on the robot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from segzero_ros.config import DEFAULT_SAM2_MODEL, SegmenterConfig
+from segzero_ros.errors import SegZeroError
+
+EXPORT_EPILOG = f"""\
+Examples:
+  segzero export-sam2 --config configs/sam2/sam2_hiera_l.yaml --checkpoint sam2_hiera_large.pt \
+      --out models/sam2-l --fp16
+  segzero export-sam2 --model {DEFAULT_SAM2_MODEL} --out models/sam2-l        (from the local Hugging Face cache)
+  segzero export-sam2 --tiny --out /tmp/sam2-tiny                           (offline test model, meaningless masks)
+An existing export of the same checkpoint, config and size is kept (use --force to redo it).
+"""
+
+BUILD_EPILOG = """\
+Run on the robot, with the GPU the node will use. Engines land in --cache (default: $SEGZERO_CACHE/tensorrt or
+~/.cache/segzero_ros/tensorrt), keyed by graph hash + GPU + TensorRT version; the node finds them there when
+its segmenter.engine_cache_dir is the same folder.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Registers two subcommands: export-sam2 and build-engine."""
+    export = subparsers.add_parser(
+        "export-sam2",
+        help="export SAM2 to ONNX (image encoder + prompt decoder) with a manifest",
+        description="Export the SAM2 image predictor path to two ONNX graphs (opset 18, dynamic number of "
+        "prompt points), check them (onnx.checker, shape inference, TensorRT operator allow-list) and "
+        "write sam2_onnx.json beside them.",
+        epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="local SAM2 .pt checkpoint (--config too, unless a released file name)")
+    source.add_argument("--model", help="SAM2 Hugging Face id, resolved through the local hub cache")
+    source.add_argument("--tiny", action="store_true", help="the tiny offline SAM2 (random weights, 256 px)")
+    export.add_argument("--config", help="sam2 package config, e.g. configs/sam2.1/sam2.1_hiera_l.yaml")
+    export.add_argument("--image-size", type=int, help="encoder input side (default: the config's, 1024)")
+    export.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    export.add_argument("--fp16", action="store_true", help="also write fp16 graphs (for GPUs / TensorRT)")
+    export.add_argument("--force", action="store_true", help="re-export even if --out holds this export already")
+    export.set_defaults(handler=run_export)
+
+    build = subparsers.add_parser(
+        "build-engine",
+        help="build TensorRT engines from an export-sam2 folder (on the robot's GPU)",
+        description="Build (or find cached) TensorRT engines for the SAM2 encoder and decoder graphs.",
+        epilog=BUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument("--onnx-dir", required=True, type=Path, help="folder written by export-sam2")
+    build.add_argument("--cache", type=Path, help="engine cache folder")
+    build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision (default fp16)")
+    build.add_argument("--device", default="auto", help="auto, cuda or cuda:N")
+    build.set_defaults(handler=run_build_engine)
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def source_config(args: argparse.Namespace) -> SegmenterConfig:
+    if args.tiny:
+        from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
+
+        if args.image_size is not None or args.config is not None:
+            raise SegZeroError("--tiny fixes its config and image size; drop --config/--image-size")
+        return ensure_tiny_sam2().segmenter_config(device="cpu")
+    if args.model is not None:
+        return SegmenterConfig(model=args.model, config=args.config, image_size=args.image_size, device="cpu")
+    return SegmenterConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from segzero_ros.export.manifest import sha256_of_file
+    from segzero_ros.export.onnx_export import export_matches, export_sam2_onnx, load_sam2_source, resolve_checkpoint
+
+    config = source_config(args)
+    config_name, checkpoint = resolve_checkpoint(config)
+    progress(f"hashing checkpoint {checkpoint} ...")
+    checkpoint_sha256 = sha256_of_file(checkpoint)
+    precisions = ["fp32", "fp16"] if args.fp16 else ["fp32"]
+    if not args.force and export_matches(args.out, checkpoint_sha256, config_name, config.image_size, precisions):
+        progress(f"{args.out} already holds this export (same checkpoint, config, size); --force redoes it")
+        print(args.out)
+        return 0
+    source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
+    manifest = export_sam2_onnx(source, args.out, fp16=args.fp16, progress=progress)
+    for precision in manifest.precisions:
+        files = ", ".join(manifest.graph(precision, role).file for role in ("encoder", "decoder"))
+        progress(f"{precision}: {files}")
+    print(args.out)
+    return 0
+
+
+def run_build_engine(args: argparse.Namespace) -> int:
+    from segzero_ros.segmentation.tensorrt_backend import build_engines
+
+    engines = build_engines(args.onnx_dir, args.cache, precision=args.precision, device=args.device, progress=progress)
+    for role, path in engines.items():
+        print(f"{role}: {path}")
+    return 0
