@@ -4,6 +4,8 @@ pip installs the Python library and CLI; colcon (ament_cmake, see CMakeLists.txt
 messages. Heavy dependencies live in extras so a robot installs only what it runs.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 TORCH = ["torch>=2.5.1", "torchvision>=0.20.1"]
@@ -12,7 +14,7 @@ setup(
     name="segzero_ros",
     version="0.1.0",
     description="Seg-Zero reasoning segmentation (Qwen2.5-VL + SAM2) as a ROS 2 perception node",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

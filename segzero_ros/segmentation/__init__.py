@@ -2,4 +2,4 @@
 
 from segzero_ros.segmentation.base import Segmenter, SegmentOutput
 
-__all__ = ["Segmenter", "SegmentOutput"]
+__all__ = ["SegmentOutput", "Segmenter"]
