@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import sample_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,13 +40,7 @@ ANSWER = ('<think>bench</think><answer>{"bbox": [210, 210, 630, 630], '
 
 def timed_ms(function: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median and 90th percentile in milliseconds (after one warm-up call)."""
-    function()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1e3)
-    samples.sort()
+    samples = sorted(sample_ms(function, repeats))
     return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
 
 

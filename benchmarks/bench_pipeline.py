@@ -13,23 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
+from timing import median_ms
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def median_ms(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        function()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def bench_tiny(repeats: int, threads: int) -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from timing import median_ms
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -30,16 +28,6 @@ ARCHITECTURES = {
     "base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
     "large": "configs/sam2.1/sam2.1_hiera_l.yaml",
 }
-
-
-def median_ms(function: Callable[[], object], repeats: int) -> float:
-    function()  # warm-up: first calls allocate and pick kernels
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def random_weight_model(config_name: str, image_size: int) -> object:

@@ -27,13 +27,14 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.evaluation.dataset import DatasetFormatError
+from segzero_ros.evaluation.folder import MaskedSample
 from segzero_ros.training.targets import EmptyMaskError, frame_targets
 
 _LOG = logging.getLogger(__name__)
@@ -45,22 +46,6 @@ DATASET_FORMATS = ("auto", "segzero", "masks", "synthetic")
 RESAMPLING = ("area", "bilinear")
 SYNTHETIC_SOURCE = re.compile(r"synthetic(?::(\d+))?(?::(\d+))?(?::(\d+))?")
 """``synthetic[:COUNT[:SEED[:SIZE]]]``, e.g. ``synthetic:64:0:256``."""
-
-
-class MaskedSample(Protocol):
-    """Anything with an id, an RGB image, a bool mask and a text: EvalSample, SyntheticSample, …"""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def image(self) -> np.ndarray: ...
-
-    @property
-    def mask(self) -> np.ndarray: ...
-
-    @property
-    def text(self) -> str: ...
 
 
 # --- mask samples → schema rows ------------------------------------------------------------------------------
