@@ -54,6 +54,14 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "Subscribe to sensor_msgs/CompressedImage on 'image/compressed' instead of raw 'image'."),
     ParamSpec("publish_overlay", True,
               "Draw ~/overlay (mask tint, box, points) when someone subscribes to it.", runtime=True),
+    ParamSpec("max_image_pixels", 33_554_432,
+              "Camera images with more pixels (width × height) are refused and counted as unusable, so one huge "
+              "frame cannot exhaust memory; the default admits 8K UHD (7680×4320).",
+              minimum=1, maximum=2**31 - 1, runtime=True),
+    ParamSpec("inference_timeout_s", 60.0,
+              "A command whose inference runs longer is answered with error_kind timeout; until the stuck model "
+              "call returns, the node reports `stuck` and refuses commands (not_ready). 0 = no limit.",
+              minimum=0.0, maximum=86400.0, runtime=True),
     ParamSpec("status_period_s", 1.0,
               "Period of ~/status and /diagnostics updates (they are also sent on every change).",
               minimum=0.05, maximum=3600.0),
@@ -115,6 +123,8 @@ class NodeSettings:
     compressed_input: bool
     publish_overlay: bool
     status_period_s: float
+    max_image_pixels: int
+    inference_timeout_s: float
 
 
 def validate_value(name: str, value: Any) -> str | None:
@@ -173,6 +183,8 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
         compressed_input=bool(merged["compressed_input"]),
         publish_overlay=bool(merged["publish_overlay"]),
         status_period_s=float(merged["status_period_s"]),
+        max_image_pixels=int(merged["max_image_pixels"]),
+        inference_timeout_s=float(merged["inference_timeout_s"]),
     )
 
 

@@ -1,0 +1,131 @@
+"""The client side of the segzero node's topics, for tests and the soak benchmark. Imports rclpy.
+
+Publishers and subscriptions use QoS deep enough for bursts (a reliable KEEP_LAST writer drops the oldest
+unacknowledged sample once its depth is reached, which would lose commands in a burst of 100).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+
+DEEP_RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CAMERA = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""Like a camera driver's sensor-data QoS: the newest frame matters, a lost one is not resent."""
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    received: float
+    """time.monotonic() when the message reached the client."""
+    msg: Any
+
+
+class Collector:
+    """Every message of one topic, with its arrival time; filled on the executor thread."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._arrivals: list[Arrival] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        arrival = Arrival(time.monotonic(), msg)
+        with self._lock:
+            self._arrivals.append(arrival)
+
+    @property
+    def arrivals(self) -> list[Arrival]:
+        with self._lock:
+            return list(self._arrivals)
+
+    @property
+    def messages(self) -> list[Any]:
+        return [arrival.msg for arrival in self.arrivals]
+
+    def latest(self) -> Any | None:
+        with self._lock:
+            return self._arrivals[-1].msg if self._arrivals else None
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> Any:
+        """The first message received so far or later that satisfies `predicate`."""
+        found: list[Any] = []
+
+        def check() -> bool:
+            found[:] = [m for m in self.messages if predicate(m)][:1]
+            return bool(found)
+
+        wait_until(check, timeout, f"a matching message on {self.topic}")
+        return found[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._arrivals.clear()
+
+
+class NodeClient:
+    """Publishes camera images and commands to a segzero node; collects its results and status."""
+
+    def __init__(self, node: Node, *, node_namespace: str = "/segzero", image_topic: str = "/image") -> None:
+        self.node = node
+        self.images = node.create_publisher(Image, image_topic, CAMERA)
+        self.compressed_images = node.create_publisher(CompressedImage, f"{image_topic}/compressed", CAMERA)
+        self.commands = node.create_publisher(String, f"{node_namespace}/command", DEEP_RELIABLE)
+        self.results = Collector(f"{node_namespace}/result")
+        self.status = Collector(f"{node_namespace}/status")
+        self._subscriptions = [
+            node.create_subscription(ReasoningSegmentation, self.results.topic, self.results, DEEP_RELIABLE),
+            node.create_subscription(SegZeroStatus, self.status.topic, self.status, LATCHED),
+        ]
+
+    def wait_connected(self, timeout: float = 20.0, *, camera: bool = True) -> None:
+        """Until DDS has matched our endpoints with the node's (the camera only while it is active)."""
+        wait_until(lambda: self.commands.get_subscription_count() >= 1, timeout, "the node's command subscription")
+        wait_until(lambda: all(s.get_publisher_count() >= 1 for s in self._subscriptions), timeout,
+                   "the node's result and status publishers")
+        if camera:
+            wait_until(lambda: self.images.get_subscription_count() >= 1 or
+                       self.compressed_images.get_subscription_count() >= 1, timeout, "the node's camera subscription")
+
+    def send_command(self, text: str) -> float:
+        """Publish a command; returns time.monotonic() just before publishing."""
+        sent = time.monotonic()
+        self.commands.publish(String(data=text))
+        return sent
+
+    def send_raw_command(self, payload: bytes) -> None:
+        """Publish command bytes exactly as given on the wire (see :func:`cdr_string`)."""
+        self.commands.publish(cdr_string(payload))
+
+    def results_for(self, command: str) -> list[Any]:
+        return [msg for msg in self.results.messages if msg.command == command]
+
+
+def cdr_string(payload: bytes) -> bytes:
+    """A serialized std_msgs/String (little-endian CDR) carrying `payload` verbatim.
+
+    rclpy's String only holds Python text, but a C++ node or a corrupt bridge can put any bytes on the
+    wire, e.g. invalid UTF-8; publishing these bytes raw reproduces that.
+    """
+    return b"\x00\x01\x00\x00" + struct.pack("<I", len(payload) + 1) + payload + b"\x00"
