@@ -7,10 +7,7 @@ unacknowledged sample once its depth is reached, which would lose commands in a 
 from __future__ import annotations
 
 import struct
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from rclpy.node import Node
@@ -19,69 +16,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.testing.collect import Collector, wait_until
 
 DEEP_RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CAMERA = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Like a camera driver's sensor-data QoS: the newest frame matters, a lost one is not resent."""
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
-
-
-@dataclass(frozen=True)
-class Arrival:
-    received: float
-    """time.monotonic() when the message reached the client."""
-    msg: Any
-
-
-class Collector:
-    """Every message of one topic, with its arrival time; filled on the executor thread."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self._arrivals: list[Arrival] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, msg: Any) -> None:
-        arrival = Arrival(time.monotonic(), msg)
-        with self._lock:
-            self._arrivals.append(arrival)
-
-    @property
-    def arrivals(self) -> list[Arrival]:
-        with self._lock:
-            return list(self._arrivals)
-
-    @property
-    def messages(self) -> list[Any]:
-        return [arrival.msg for arrival in self.arrivals]
-
-    def latest(self) -> Any | None:
-        with self._lock:
-            return self._arrivals[-1].msg if self._arrivals else None
-
-    def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> Any:
-        """The first message received so far or later that satisfies `predicate`."""
-        found: list[Any] = []
-
-        def check() -> bool:
-            found[:] = [m for m in self.messages if predicate(m)][:1]
-            return bool(found)
-
-        wait_until(check, timeout, f"a matching message on {self.topic}")
-        return found[0]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._arrivals.clear()
 
 
 class NodeClient:

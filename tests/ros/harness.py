@@ -13,18 +13,27 @@ import importlib.util
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from segzero_ros.testing.collect import WAIT_S, wait_until
+from segzero_ros.testing.collect import Collector as Inbox
+
+__all__ = [
+    "WAIT_S",
+    "Inbox",
+    "RosHarness",
+    "image_message",
+    "non_loopback_interfaces",
+    "rgb_test_image",
+    "ros_runtime_skip_reason",
+    "skip_module_unless_ros_runtime",
+    "wait_until",
+]
+
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # Humble
-
-WAIT_S = 20.0
-"""Upper bound for anything a test waits for; only reached when something is broken."""
-
 
 def non_loopback_interfaces() -> list[str]:
     """Network interfaces of THIS process's network namespace other than loopback."""
@@ -48,47 +57,6 @@ def skip_module_unless_ros_runtime() -> None:
     reason = ros_runtime_skip_reason()
     if reason:
         pytest.skip(reason, allow_module_level=True)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
-
-
-class Inbox:
-    """Messages received on one topic, collected from the executor thread."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self._messages: list[Any] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, msg: Any) -> None:
-        with self._lock:
-            self._messages.append(msg)
-
-    @property
-    def messages(self) -> list[Any]:
-        with self._lock:
-            return list(self._messages)
-
-    def wait_for(self, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = WAIT_S) -> Any:
-        """The first message (old or new) that satisfies predicate."""
-        found: list[Any] = []
-
-        def check() -> bool:
-            found[:] = [m for m in self.messages if predicate(m)][:1]
-            return bool(found)
-
-        wait_until(check, timeout, f"a matching message on {self.topic}")
-        return found[0]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._messages.clear()
 
 
 class RosHarness:
