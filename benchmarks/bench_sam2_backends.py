@@ -6,14 +6,20 @@
 Real architectures with seeded random weights (no download); latency does not depend on the weights.
 Both sides run the full Segmenter call the pipeline makes: `set_image` (preprocessing + image encoder) and
 `segment` (prompt decoder + mask choice + upsampling to the original resolution), with the same thread
-count. Graphs are exported once into --cache (hiera-large: minutes and ~4 GB of RAM). Medians of
---repeats runs after one warm-up; the masks of the two backends are compared too (IoU).
+count. onnxruntime runs twice: as the CPU backend loads it (encoder through the CPU-only rewrite, see
+segzero_ros/export/cpu_graph.py) and on the graph files as exported (`ort-plain`). Graphs are exported once
+into --cache (hiera-large: minutes and ~4 GB of RAM). The backends take turns within every repeat, so
+load from other processes hits them alike; medians of --repeats runs after one warm-up. The masks of the
+backends are compared too (IoU).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -53,6 +59,18 @@ def exported_dir(arch: str, model: object, config_name: str, cache: Path) -> Pat
     return folder
 
 
+def interleaved_medians_ms(calls: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms per call, the calls taking turns (one warm-up round first)."""
+    samples: dict[str, list[float]] = {label: [] for label in calls}
+    for round_index in range(repeats + 1):
+        for label, call in calls.items():
+            started = time.perf_counter()
+            call()
+            if round_index:
+                samples[label].append((time.perf_counter() - started) * 1000)
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
 def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
@@ -76,19 +94,24 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     torch_segmenter = Sam2Segmenter(predictor, name=f"sam2-torch-{arch}")
     onnx_segmenter = OnnxRuntimeSegmenter.from_onnx_dir(folder, precision="fp32", device="cpu",
                                                         cpu_threads=args.threads)
-    results = {}
-    segmenters: dict[str, Segmenter] = {"torch": torch_segmenter, "onnxruntime": onnx_segmenter}
-    for label, segmenter in segmenters.items():
-        results[f"{label}_encode"] = median_ms(partial(segmenter.set_image, image), repeats)
-        results[f"{label}_decode"] = median_ms(partial(segmenter.segment, box, points), max(repeats, 5))
+    plain_segmenter = OnnxRuntimeSegmenter.from_onnx_dir(folder, precision="fp32", device="cpu",
+                                                         cpu_threads=args.threads, cpu_graph_rewrite=False)
+    print(f"  CPU rewrite of the {arch} encoder: {onnx_segmenter.cpu_rewrite}", flush=True)
+    segmenters: dict[str, Segmenter] = {"torch": torch_segmenter, "onnxruntime": onnx_segmenter,
+                                        "ort-plain": plain_segmenter}
+    # Encode then decode in the same round, so every backend decodes its own features.
+    encode = {label: partial(segmenter.set_image, image) for label, segmenter in segmenters.items()}
+    decode = {label: partial(segmenter.segment, box, points) for label, segmenter in segmenters.items()}
+    results = {f"{label}_encode": ms for label, ms in interleaved_medians_ms(encode, repeats).items()}
+    results.update({f"{label}_decode": ms for label, ms in interleaved_medians_ms(decode, max(repeats, 5)).items()})
     pixels = np.empty((1, 3, args.image_size, args.image_size), dtype=np.float32)
     results["preprocess"] = median_ms(lambda: resize_for_encoder(image, args.image_size, out=pixels), 5)
     torch_mask = torch_segmenter.segment(box, points).mask
     onnx_mask = onnx_segmenter.segment(box, points).mask
     union = np.logical_or(torch_mask, onnx_mask).sum()
     results["mask_iou"] = float(np.logical_and(torch_mask, onnx_mask).sum() / union) if union else 1.0
-    torch_segmenter.close()
-    onnx_segmenter.close()
+    for segmenter in segmenters.values():
+        segmenter.close()
     return results
 
 
@@ -114,15 +137,16 @@ def main() -> None:
         rows.append((arch, results))
         print(f"{arch}: done", flush=True)
     print()
-    print(f"{'arch':<10} {'stage':<8} {'torch ms':>10} {'ort ms':>10} {'ort/torch':>10}")
+    print(f"{'arch':<10} {'stage':<8} {'torch ms':>10} {'ort ms':>10} {'ort/torch':>10} {'plain ms':>10} "
+          f"{'plain/torch':>12}")
     for arch, r in rows:
-        for stage in ("encode", "decode"):
-            torch_ms, ort_ms = r[f"torch_{stage}"], r[f"onnxruntime_{stage}"]
-            print(f"{arch:<10} {stage:<8} {torch_ms:10.1f} {ort_ms:10.1f} {ort_ms / torch_ms:10.2f}")
-        torch_total = r["torch_encode"] + r["torch_decode"]
-        ort_total = r["onnxruntime_encode"] + r["onnxruntime_decode"]
-        print(f"{arch:<10} {'total':<8} {torch_total:10.1f} {ort_total:10.1f} {ort_total / torch_total:10.2f}"
-              f"   (ort preprocessing {r['preprocess']:.1f} ms; mask IoU ort vs torch {r['mask_iou']:.4f})")
+        for stage in ("encode", "decode", "total"):
+            torch_ms, ort_ms, plain_ms = (
+                r[f"{label}_encode"] + r[f"{label}_decode"] if stage == "total" else r[f"{label}_{stage}"]
+                for label in ("torch", "onnxruntime", "ort-plain"))
+            print(f"{arch:<10} {stage:<8} {torch_ms:10.1f} {ort_ms:10.1f} {ort_ms / torch_ms:10.2f} {plain_ms:10.1f} "
+                  f"{plain_ms / torch_ms:12.2f}")
+        print(f"{arch:<10} ort preprocessing {r['preprocess']:.1f} ms; mask IoU ort vs torch {r['mask_iou']:.4f}")
 
 
 if __name__ == "__main__":

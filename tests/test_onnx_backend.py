@@ -177,6 +177,104 @@ def test_segmenter_protocol_and_errors(segmenter, export_dir: Path) -> None:
         fresh.set_image(rng_image(8, 8))
 
 
+# --- CPU-only encoder rewrite ----------------------------------------------------------------------------
+
+
+def test_cpu_session_loads_the_rewritten_encoder_and_leaves_the_files_alone(segmenter, export_dir: Path) -> None:
+    """The parity tests above run through the rewrite: here, that it is the one in use, what it replaced
+    at the default threshold (hiera-t: 12 MLP GELUs; at 256 px no attention is long enough), and that the
+    graph file TensorRT reads is untouched."""
+    import hashlib
+
+    from segzero_ros.export.cpu_graph import CpuRewriteReport
+    from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
+
+    assert segmenter.cpu_rewrite == CpuRewriteReport(gelu=12, attention=0)
+    manifest = load_manifest(export_dir)
+    encoder = export_dir / manifest.graph("fp32", "encoder").file
+    assert hashlib.sha256(encoder.read_bytes()).hexdigest() == manifest.graph("fp32", "encoder").sha256
+    plain = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, cpu_threads=1, cpu_graph_rewrite=False)
+    half = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, precision="fp16", cpu_threads=1)
+    try:
+        assert plain.cpu_rewrite is None and half.cpu_rewrite is None  # fp16: no float32-only contrib kernels
+    finally:
+        plain.close()
+        half.close()
+
+
+def test_cpu_rewrite_of_every_attention_block_keeps_the_encoder_outputs(export_dir: Path) -> None:
+    """With the length threshold at 1 every attention block (windowed, pooled-query and global) and every
+    GELU is replaced; onnxruntime's outputs agree with the exported graph's to float rounding."""
+    import onnx
+    import onnxruntime as ort
+
+    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+
+    path = export_dir / load_manifest(export_dir).graph("fp32", "encoder").file
+    original = onnx.load(str(path))
+    rewritten = onnx.load(str(path))
+    report = optimize_encoder_for_cpu(rewritten, min_attention_length=1)
+    operators = [node.op_type for node in rewritten.graph.node]
+    assert (report.gelu, report.attention) == (12, 12)
+    assert operators.count("Gelu") == 12 and operators.count("MultiHeadAttention") == 12
+    assert "Erf" not in operators and "Softmax" not in operators  # the bypassed chains are gone
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    image = rng_image(SIZE, SIZE).transpose(2, 0, 1)[None].astype(np.float32)
+    expected, actual = (
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        .run(None, {"image": image}) for model in (original, rewritten))
+    for reference, value in zip(expected, actual, strict=True):
+        assert value.shape == reference.shape
+        assert np.abs(value - reference).max() <= 1e-5 * max(1.0, float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize(("form", "fused"), [
+    ("x*(0.5*(erf(x/sqrt2)+1))", True),
+    ("(x*0.5)*(erf(x/sqrt2)+1)", True),
+    ("(x*(erf(x*rsqrt2)+1))*0.5", True),
+    ("x*(0.5*(erf(x/2)+1))", False),      # not GELU: wrong divisor
+    ("y*(0.5*(erf(x/sqrt2)+1))", False),  # not GELU: the outer factor is another tensor
+])
+def test_gelu_forms_are_fused_and_lookalikes_are_not(form: str, fused: bool) -> None:
+    import math
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+
+    def const(name: str, value: float) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
+
+    divisor = 2.0 if "x/2" in form else math.sqrt(2.0)
+    scale = [helper.make_node("Mul", ["x", "rsqrt2"], ["scaled"])] if "rsqrt2" in form else \
+        [helper.make_node("Div", ["x", "divisor"], ["scaled"])]
+    outer = "y" if form.startswith("y") else "x"
+    erf = [*scale, helper.make_node("Erf", ["scaled"], ["erf"]), helper.make_node("Add", ["erf", "one"], ["plus"])]
+    if form.startswith("(x*0.5)"):
+        tail = [helper.make_node("Mul", ["x", "half"], ["a"]), helper.make_node("Mul", ["a", "plus"], ["out"])]
+    elif form.startswith("(x*(erf"):
+        tail = [helper.make_node("Mul", ["x", "plus"], ["a"]), helper.make_node("Mul", ["a", "half"], ["out"])]
+    else:
+        tail = [helper.make_node("Mul", ["half", "plus"], ["a"]), helper.make_node("Mul", [outer, "a"], ["out"])]
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, 5]) for name in ("x", "y", "out")]
+    graph = helper.make_graph(erf + tail, "gelu", values[:2], values[2:], [
+        const("divisor", divisor), const("rsqrt2", 1 / math.sqrt(2.0)), const("one", 1.0), const("half", 0.5)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    report = optimize_encoder_for_cpu(model)
+    assert report.gelu == int(fused)
+    assert [node.op_type for node in model.graph.node] == (["Gelu"] if fused else [n.op_type for n in erf + tail])
+    x = np.linspace(-3, 3, 10, dtype=np.float32).reshape(2, 5)
+    y = x[::-1].copy()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    result = session.run(None, {"x": x, "y": y})[0]
+    erf_of = np.vectorize(math.erf)
+    expected = (y if outer == "y" else x) * 0.5 * (erf_of(x / divisor) + 1)
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+
+
 # --- selection by config, auto-export, errors ----------------------------------------------------------
 
 

@@ -8,6 +8,10 @@ made by `segzero export-sam2`. Pre/post-processing is shared with the TensorRT b
 The encoder's outputs stay inside onnxruntime (OrtValues, on the GPU with the CUDA provider) and are bound
 straight into the decoder, so repeated `segment` calls on one image copy only the prompt in and the
 small low-res masks out.
+
+On the CPU provider (fp32) the encoder is loaded through a CPU-only rewrite (segzero_ros.export.cpu_graph:
+fused GELU and long-sequence attention, onnxruntime contrib operators), made in memory at load time; the
+graph files on disk, which TensorRT also reads, stay plain ONNX.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
+from segzero_ros.export.cpu_graph import CpuRewriteReport
 from segzero_ros.export.manifest import (
     DECODER,
     DECODER_INPUTS,
@@ -75,9 +80,11 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
     """Segmenter over two onnxruntime InferenceSessions (encoder, decoder)."""
 
     def __init__(self, encoder: Any, decoder: Any, manifest: Sam2OnnxManifest, name: str,
-                 multimask_output: bool = True) -> None:
+                 multimask_output: bool = True, *, cpu_rewrite: CpuRewriteReport | None = None) -> None:
         """Wrap two loaded sessions; most callers want `from_config` or `from_onnx_dir`."""
         super().__init__(manifest, name=name, multimask_output=multimask_output)
+        self.cpu_rewrite = cpu_rewrite
+        """What the CPU-only encoder rewrite replaced; None when the encoder was loaded as exported."""
         _check_session_names(encoder, ENCODER_INPUTS, ENCODER_OUTPUTS, "encoder")
         _check_session_names(decoder, DECODER_INPUTS, DECODER_OUTPUTS, "decoder")
         self._encoder: Any = encoder
@@ -95,8 +102,13 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
 
     @classmethod
     def from_onnx_dir(cls, onnx_dir: Path | str, *, precision: str = "fp32", device: str = "cpu", providers: str = "",
-                      cpu_threads: int = 0, multimask_output: bool = True) -> OnnxRuntimeSegmenter:
-        """Load DIR/encoder*.onnx + decoder*.onnx as listed in DIR/sam2_onnx.json."""
+                      cpu_threads: int = 0, multimask_output: bool = True,
+                      cpu_graph_rewrite: bool = True) -> OnnxRuntimeSegmenter:
+        """Load DIR/encoder*.onnx + decoder*.onnx as listed in DIR/sam2_onnx.json.
+
+        cpu_graph_rewrite: on a CPU-only fp32 session, load the encoder through the CPU rewrite (faster on
+        onnxruntime's CPU provider; same results to float rounding). False loads the files as they are.
+        """
         try:
             import onnxruntime as ort
         except ImportError as error:
@@ -110,17 +122,24 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
         options.log_severity_level = 3  # errors only: graph-optimiser notes are not the user's business
         if cpu_threads > 0:
             options.intra_op_num_threads = cpu_threads
+        # The contrib operators the rewrite uses have float32 CPU kernels; GPU providers fuse on their own.
+        rewrite = cpu_graph_rewrite and precision == "fp32" and provider_list == [CPU_PROVIDER]
         sessions = []
+        report = None
         for role in (ENCODER, DECODER):
             path = folder / manifest.graph(precision, role).file
             if not path.is_file():
                 raise ModelLoadError(f"{path} is listed in {folder}/sam2_onnx.json but missing; re-export the graphs")
+            source: str | bytes = str(path)
+            if rewrite and role == ENCODER:
+                source, report = _rewritten_for_cpu(path)
             try:
-                sessions.append(ort.InferenceSession(str(path), options, providers=provider_list))
+                sessions.append(ort.InferenceSession(source, options, providers=provider_list))
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
                 raise ModelLoadError(f"onnxruntime cannot load {path}: {error}") from error
         name = f"onnxruntime:{manifest.model.checkpoint}:{precision}"
-        return cls(sessions[0], sessions[1], manifest, name=name, multimask_output=multimask_output)
+        return cls(sessions[0], sessions[1], manifest, name=name, multimask_output=multimask_output,
+                   cpu_rewrite=report)
 
     @property
     def providers(self) -> list[str]:
@@ -154,6 +173,23 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
         self._features = []
         self._encoder = None
         self._decoder = None
+
+
+def _rewritten_for_cpu(path: Path) -> tuple[bytes, CpuRewriteReport]:
+    """The encoder graph with the CPU-only fusions applied, serialised for InferenceSession."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise BackendUnavailableError("the CPU encoder rewrite needs the onnx package (pip install onnx), "
+                                      "or load with cpu_graph_rewrite=False") from error
+    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+    report = optimize_encoder_for_cpu(model)
+    return model.SerializeToString(), report
 
 
 def _check_session_names(session: Any, inputs: tuple[str, ...], outputs: tuple[str, ...], role: str) -> None:
