@@ -30,6 +30,7 @@ from segzero_ros.evaluation.dataset import (
     mask_to_bool,
     safe_filename,
 )
+from segzero_ros.files import write_atomically
 
 MANIFEST_NAME = "samples.jsonl"
 
@@ -73,9 +74,7 @@ def write_folder_dataset(samples: Iterable[MaskedSample], root: Path) -> Path:
         Image.fromarray(np.asarray(sample.mask, dtype=bool)).save(root / mask_path)
         entries.append({"id": sample.id, "image": image_path, "mask": mask_path, "text": sample.text})
     manifest = root / MANIFEST_NAME
-    staging = manifest.with_suffix(".jsonl.tmp")
-    staging.write_text("".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries), encoding="utf-8")
-    staging.replace(manifest)
+    write_atomically(manifest, "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries))
     return manifest
 
 

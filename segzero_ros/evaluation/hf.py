@@ -81,7 +81,7 @@ def _open(source: str | Path, split: str | None, cache_dir: str | None) -> tuple
         files = parquet_files(path)
         if not files:
             raise DatasetFormatError(f"{path}: neither a save_to_disk folder nor parquet files")
-        by_split = _group_parquet_by_split(files)
+        by_split = group_parquet_by_split(files)
         chosen = choose_split(list(by_split), split, str(path))
         loaded = datasets.load_dataset(
             "parquet", data_files={chosen: [str(f) for f in by_split[chosen]]}, split=chosen, cache_dir=cache_dir
@@ -113,7 +113,7 @@ def choose_split(available: list[str], requested: str | None, where: str) -> str
     raise DatasetFormatError(f"{where}: several splits ({', '.join(available)}); choose one with --split")
 
 
-def _group_parquet_by_split(files: list[Path]) -> dict[str, list[Path]]:
+def group_parquet_by_split(files: list[Path]) -> dict[str, list[Path]]:
     """Hub layout names files ``<split>-00000-of-00001.parquet``; anything else is one split, "train"."""
     groups: dict[str, list[Path]] = defaultdict(list)
     for file in files:

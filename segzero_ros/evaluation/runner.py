@@ -27,6 +27,7 @@ from segzero_ros.core.metrics import failed_sample, intersection_union
 from segzero_ros.core.result import ErrorKind, SegmentationResult
 from segzero_ros.errors import SegZeroError
 from segzero_ros.evaluation.dataset import EvalDataset, EvalSample, safe_filename
+from segzero_ros.files import write_atomically
 from segzero_ros.pipeline import SegZeroPipeline
 
 RUN_FILE = "run.json"
@@ -161,10 +162,6 @@ def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def done_shards(out_dir: Path, count: int) -> list[int]:
-    return [index for index in range(count) if (out_dir / Shard(index, count).done_name).is_file()]
-
-
 def evaluate(
     pipeline: SegZeroPipeline,
     dataset: EvalDataset,
@@ -247,9 +244,7 @@ def save_mask(out_dir: Path, sample_id: str, mask: np.ndarray) -> str:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write to a private temporary name, then rename: readers (other shards) never see half a file."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    staging.replace(path)
+    write_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def _open_for_append(path: Path) -> TextIO:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segzero_ros.errors import ModelLoadError
+from segzero_ros.files import write_atomically
 
 MANIFEST_FILENAME = "sam2_onnx.json"
 MANIFEST_FORMAT = "segzero-sam2-onnx"
@@ -179,12 +178,7 @@ class Sam2OnnxManifest:
     def save(self, directory: Path) -> Path:
         """Write atomically, so a reader never sees half a manifest."""
         path = directory / MANIFEST_FILENAME
-        handle, temporary = tempfile.mkstemp(prefix=".manifest-", dir=directory)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(self.to_dict(), stream, indent=2)
-            stream.write("\n")
-        os.chmod(temporary, 0o644)  # mkstemp makes it private
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
 

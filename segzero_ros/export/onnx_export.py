@@ -17,7 +17,6 @@ import importlib.metadata
 import io
 import json
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -46,6 +45,7 @@ from segzero_ros.export.manifest import (
     sha256_of_file,
 )
 from segzero_ros.export.processing import IMAGE_MEAN, IMAGE_STD
+from segzero_ros.files import build_folder_atomically
 
 DEFAULT_OPSET = 18
 GRAPH_FILES = {
@@ -260,7 +260,7 @@ def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path
     fresh folder. This is what lets `segmenter.backend: onnxruntime` work by a config change alone.
     """
     if cache_root is None:
-        from segzero_ros.tiny import default_cache_root
+        from segzero_ros.files import default_cache_root
 
         cache_root = default_cache_root()
     config_name, checkpoint = resolve_checkpoint(config)
@@ -274,21 +274,16 @@ def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path
         if precision == "fp16":
             add_fp16_graphs(folder, progress)
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Export into a private folder and rename it into place, as the tiny-model cache does: concurrent
-    # processes never read half an export, and the loser of a race simply uses the winner's folder.
-    staging = Path(tempfile.mkdtemp(prefix=".exporting-", dir=folder.parent))
-    try:
+
+    def export(staging: Path) -> None:
         progress(f"exporting {config_name} to ONNX once, into {folder}")
         source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
         export_sam2_onnx(source, staging, fp16="fp16" in wanted, progress=progress)
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not export_matches(folder, checkpoint_sha256, config_name, config.image_size, ["fp32"]):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    # Concurrent processes never read half an export; the loser of a race simply uses the winner's folder.
+    build_folder_atomically(
+        folder, export, lambda built: export_matches(built, checkpoint_sha256, config_name, config.image_size, ["fp32"])
+    )
     if precision == "fp16":
         add_fp16_graphs(folder, progress)
     return folder

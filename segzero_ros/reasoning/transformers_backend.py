@@ -12,7 +12,6 @@ read `build_messages`) stays cheap.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,9 @@ import numpy as np
 from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig
 from segzero_ros.core.geometry import resize_to_reasoning_frame
 from segzero_ros.core.prompt import build_prompt
-from segzero_ros.errors import BackendUnavailableError, ModelLoadError
+from segzero_ros.devices import resolve_torch_device
+from segzero_ros.errors import ModelLoadError
+from segzero_ros.files import hub_offline, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
 
 LOAD_FIX_HINT = (
@@ -74,18 +75,6 @@ def prepare_batch(processor: Any, images: Sequence[np.ndarray], questions: Seque
     return processor(text=texts, images=frames, padding=True, return_tensors="pt")
 
 
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            f"reasoner device {requested!r} was requested but CUDA is not available; use device 'cpu' or 'auto'"
-        )
-    return requested
-
-
 def resolve_dtype(requested: str, device: str) -> Any:
     import torch
 
@@ -95,14 +84,6 @@ def resolve_dtype(requested: str, device: str) -> Any:
     if requested not in dtypes:
         raise ValueError(f"unknown reasoner dtype {requested!r}; use auto, {', '.join(dtypes)}")
     return dtypes[requested]
-
-
-def _looks_like_local_path(model: str) -> bool:
-    """A path the user meant as a folder, so a typo is reported as a missing folder rather than a hub lookup.
-
-    Hub ids are "owner/name"; anything absolute, relative ("./", "../", "~") or deeper is a path.
-    """
-    return os.path.isabs(model) or model.startswith((".", "~")) or model.count("/") > 1
 
 
 def _load_problem(model: str, exc: BaseException | None) -> str:
@@ -115,10 +96,9 @@ def _load_problem(model: str, exc: BaseException | None) -> str:
             return "the folder has no config.json, so it is not a transformers model folder"
         detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}" if exc else "unknown error"
         return f"the local folder exists but could not be loaded ({detail})"
-    if _looks_like_local_path(model):
+    if looks_like_local_path(model):
         return "no such local folder"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached or refused the request"
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub could not be reached or refused the request"
     return f"it is not in the local Hugging Face cache and it cannot be downloaded ({why})"
 
 
@@ -139,12 +119,12 @@ class TransformersReasoner(BatchReasonerBase):
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
         """Load model and processor; every load failure becomes a ModelLoadError that says how to fix it."""
-        device = resolve_device(config.device)
+        device = resolve_torch_device(config.device, "reasoner")
         dtype = resolve_dtype(config.dtype, device)
         path = Path(config.model).expanduser()
         if path.is_dir() and not (path / "config.json").is_file():
             raise model_load_error(config.model)
-        if not path.is_dir() and (path.exists() or _looks_like_local_path(config.model)):
+        if not path.is_dir() and (path.exists() or looks_like_local_path(config.model)):
             raise model_load_error(config.model)
         source = str(path) if path.is_dir() else config.model
         try:

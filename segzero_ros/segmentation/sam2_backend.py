@@ -22,7 +22,8 @@ import numpy as np
 
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import Box, Point
-from segzero_ros.errors import BackendUnavailableError, ModelLoadError
+from segzero_ros.devices import resolve_torch_device
+from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
 
 if TYPE_CHECKING:
@@ -58,18 +59,6 @@ def sam2_feature_sizes(image_size: int, backbone_stride: int = 16) -> list[tuple
     return [(coarsest * 4, coarsest * 4), (coarsest * 2, coarsest * 2), (coarsest, coarsest)]
 
 
-def resolve_device(requested: str) -> str:
-    """"auto" → "cuda" when torch sees a GPU, else "cpu"; an explicit CUDA request must be satisfiable."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"segmenter device {requested!r} requested but torch sees no CUDA GPU; "
-                                      "use device 'cpu' or 'auto'")
-    return requested
-
-
 class Sam2Segmenter:
     """Segmenter backed by `sam2.sam2_image_predictor.SAM2ImagePredictor`."""
 
@@ -90,7 +79,7 @@ class Sam2Segmenter:
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> Sam2Segmenter:
         """Load from a local config + checkpoint, or from a Hugging Face id through the local hub cache."""
-        device = resolve_device(config.device)
+        device = resolve_torch_device(config.device, "segmenter")
         if config.image_size is not None and (config.image_size <= 0 or config.image_size % HIERA_TOTAL_STRIDE):
             raise ModelLoadError(f"SAM2 image_size must be a positive multiple of {HIERA_TOTAL_STRIDE}, "
                                  f"got {config.image_size}")

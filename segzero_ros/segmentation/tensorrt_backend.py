@@ -25,9 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,7 @@ from segzero_ros.export.manifest import (
     load_manifest,
 )
 from segzero_ros.export.runtime import Sam2GraphSegmenter, resolve_onnx_dir
+from segzero_ros.files import write_atomically
 
 LOG = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def engine_cache_key(graph: GraphSpec, precision: str, gpu: GpuIdentity) -> str:
 
 
 def default_engine_cache_dir() -> Path:
-    from segzero_ros.tiny import default_cache_root
+    from segzero_ros.files import default_cache_root
 
     return default_cache_root() / "tensorrt"
 
@@ -204,7 +203,7 @@ def build_engines(onnx_dir: Path | str, cache_dir: Path | str | None = None, pre
                          f"this takes minutes, once")
                 _build_engine(trt, folder / graph.file, engine_path, graph=graph,
                               timing_cache_path=cache / f"timing-{gpu.slug}.cache", progress=progress)
-                _write_atomically(engine_path.with_suffix(".json"), json.dumps({
+                write_atomically(engine_path.with_suffix(".json"), json.dumps({
                     "onnx": str(folder / graph.file), "graph_sha256": graph.sha256, "precision": precision,
                     "gpu": gpu.name, "compute_capability": list(gpu.compute_capability),
                     "tensorrt": gpu.tensorrt_version, "checkpoint": manifest.model.checkpoint,
@@ -240,8 +239,8 @@ def _build_engine(trt: Any, onnx_path: Path, engine_path: Path, *, graph: GraphS
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ModelLoadError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
-    _write_atomically(engine_path, bytes(memoryview(serialized)))
-    _write_atomically(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    write_atomically(engine_path, bytes(memoryview(serialized)))
+    write_atomically(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
 def _progress_monitor(trt: Any, progress: Progress) -> Any:
@@ -262,17 +261,6 @@ def _progress_monitor(trt: Any, progress: Progress) -> Any:
             del phase_name
 
     return BuildProgress()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 class _EngineRunner:

@@ -6,22 +6,14 @@ mean nothing. Built once into a cache folder keyed by the recipe version.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from segzero_ros.config import PipelineConfig, ReasonerConfig
+from segzero_ros.files import default_cache_root
+
+__all__ = ["TINY_WARNING", "default_cache_root", "tiny_pipeline_config"]
 
 TINY_WARNING = "tiny offline models: the pipeline runs end to end, but masks and reasoning are meaningless"
-
-
-def default_cache_root() -> Path:
-    """$SEGZERO_CACHE, else $XDG_CACHE_HOME/segzero_ros, else ~/.cache/segzero_ros."""
-    explicit = os.environ.get("SEGZERO_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "segzero_ros"
 
 
 def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu") -> PipelineConfig:

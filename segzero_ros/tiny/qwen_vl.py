@@ -9,9 +9,6 @@ the whole path generate → parse → SAM2 with a predictable answer. The answer
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import numpy as np
 
 from segzero_ros.core.answer import parse_answer
 from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt
+from segzero_ros.files import build_folder_atomically
 from segzero_ros.tiny import TINY_WARNING, default_cache_root
 
 RECIPE_VERSION = "1"
@@ -115,23 +113,13 @@ def ensure_tiny_qwen(cache_root: Path | None = None) -> Path:
     """
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     target = root / TINY_QWEN_DIRNAME
-    if (target / RECIPE_MARKER).is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{TINY_QWEN_DIRNAME}-", dir=root))
-    try:
-        build_tiny_qwen(staging)
-        staging.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared like any other
-        if target.exists() and not (target / RECIPE_MARKER).is_file():
-            shutil.rmtree(target, ignore_errors=True)  # debris of a non-atomic copy; never a live build
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / RECIPE_MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not _is_finished(target):
+        build_folder_atomically(target, build_tiny_qwen, _is_finished)
     return target
+
+
+def _is_finished(folder: Path) -> bool:
+    return (folder / RECIPE_MARKER).is_file()
 
 
 def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:

@@ -7,13 +7,11 @@ CPU core. The masks it predicts are meaningless.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from segzero_ros.config import SegmenterConfig
+from segzero_ros.files import build_folder_atomically
 
 TINY_SAM2_RECIPE_VERSION = 1
 """Bump when anything below changes the built checkpoint, so stale caches are not reused."""
@@ -50,27 +48,15 @@ def tiny_sam2_folder(cache_root: Path) -> Path:
 def ensure_tiny_sam2(cache_root: Path | None = None) -> TinySam2:
     """Build the tiny SAM2 checkpoint once per cache root; later calls only check that it exists."""
     if cache_root is None:
-        from segzero_ros.tiny import default_cache_root
+        from segzero_ros.files import default_cache_root
 
         cache_root = default_cache_root()
     folder = tiny_sam2_folder(cache_root)
     tiny = TinySam2(config=TINY_SAM2_CONFIG, checkpoint=folder / CHECKPOINT_FILENAME,
                     image_size=TINY_SAM2_IMAGE_SIZE)
-    if tiny.checkpoint.is_file():
-        return tiny
-    cache_root.mkdir(parents=True, exist_ok=True)
-    # Build in a private folder and rename it into place: readers never see a half-written checkpoint, and
-    # two processes building at once both end up with one complete folder.
-    staging = Path(tempfile.mkdtemp(prefix=".building-sam2-", dir=cache_root))
-    try:
-        _write_tiny_checkpoint(staging / CHECKPOINT_FILENAME)
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not tiny.checkpoint.is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not tiny.checkpoint.is_file():
+        build_folder_atomically(folder, lambda staging: _write_tiny_checkpoint(staging / CHECKPOINT_FILENAME),
+                                lambda built: (built / CHECKPOINT_FILENAME).is_file())
     return tiny
 
 

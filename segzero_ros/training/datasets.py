@@ -35,6 +35,7 @@ from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.evaluation.dataset import DatasetFormatError
 from segzero_ros.evaluation.folder import MaskedSample
+from segzero_ros.files import looks_like_local_path
 from segzero_ros.training.targets import EmptyMaskError, frame_targets
 
 _LOG = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def open_hf_dataset(source: str, split: str = "train") -> Any:
     """A ``save_to_disk`` folder, parquet file(s), or a hub id (the local cache; downloads when online)."""
     import datasets
 
-    from segzero_ros.evaluation.hf import choose_split, is_saved_dataset, parquet_files
+    from segzero_ros.evaluation.hf import choose_split, group_parquet_by_split, is_saved_dataset, parquet_files
 
     path = Path(source).expanduser()
     if path.exists():
@@ -244,13 +245,10 @@ def open_hf_dataset(source: str, split: str = "train") -> Any:
         files = parquet_files(path)
         if not files:
             raise DatasetFormatError(f"{path}: neither a save_to_disk folder nor parquet files")
-        by_split: dict[str, list[str]] = {}
-        for file in files:
-            prefix, separator, _ = file.stem.partition("-")
-            by_split.setdefault(prefix if separator and prefix else "train", []).append(str(file))
+        by_split = group_parquet_by_split(files)
         chosen = choose_split(list(by_split), _split_or_only(list(by_split), split), source)
-        return datasets.load_dataset("parquet", data_files={chosen: by_split[chosen]}, split=chosen)
-    if _looks_like_local_path(source):
+        return datasets.load_dataset("parquet", data_files={chosen: [str(f) for f in by_split[chosen]]}, split=chosen)
+    if looks_like_local_path(source):
         raise DatasetFormatError(f"{source}: no such file or folder")
     try:
         return datasets.load_dataset(source, split=split)
@@ -266,10 +264,6 @@ def open_hf_dataset(source: str, split: str = "train") -> Any:
 def _split_or_only(available: list[str], split: str) -> str:
     """The requested split, except that a single-split dataset is used whatever its split is called."""
     return available[0] if len(available) == 1 else split
-
-
-def _looks_like_local_path(source: str) -> bool:
-    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
 
 
 def _looks_like_mask_folder(path: Path) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_ros.errors import ModelLoadError, SegZeroError
+from segzero_ros.files import hub_offline, looks_like_local_path
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
 from segzero_ros.training.rewards_trl import reward_functions, reward_names
 
@@ -88,7 +89,7 @@ def resolve_model_source(model: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"training model {model!r}: the folder has no config.json (not a transformers model)")
         return str(path)
-    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+    if looks_like_local_path(model):
         raise ModelLoadError(f"training model {model!r}: no such local folder")
     return model
 
@@ -101,7 +102,7 @@ def load_processor(source: str) -> Any:
         hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
         processor = hf.AutoProcessor.from_pretrained(source)
     except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+        offline = hub_offline()
         why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else str(exc).splitlines()[0][:300]
         raise ModelLoadError(
             f"Could not load the processor of training model {source!r} ({why}). Pass a local folder with "
