@@ -145,5 +145,8 @@ class SegZeroPipeline:
         )
 
     def close(self) -> None:
-        self.reasoner.close()
-        self.segmenter.close()
+        """Release both models; the segmenter is released even when the reasoner's close fails."""
+        try:
+            self.reasoner.close()
+        finally:
+            self.segmenter.close()

@@ -45,6 +45,27 @@ def test_infer_writes_mask_overlay_and_result(tmp_path, photo, capsys):
     assert json.loads((out / "photo_result.json").read_text())["ok"] is True
 
 
+def test_portrait_phone_photo_is_segmented_upright(tmp_path, capsys):
+    """Stored 400×300 with EXIF orientation 6 (rotate 90° clockwise): the person saw it 300 wide, 400 high."""
+    stored = np.zeros((300, 400, 3), np.uint8)
+    stored[:, :200] = (255, 0, 0)  # the stored left half is red: upright, it becomes the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "portrait.png"
+    Image.fromarray(stored).save(photo, exif=exif)
+    out = tmp_path / "out"
+    assert main(["infer", "--image", str(photo), "--query", "mug", "--out", str(out), *scripted(tmp_path, ANSWER)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert result["image_size"] == [300, 400]
+    # Scaled with the upright size: x factor 300/840, y factor 400/840.
+    assert result["box"] == [150, 40, 225, 200]
+    assert np.asarray(Image.open(out / "portrait_mask.png")).shape == (400, 300)
+    overlay = np.asarray(Image.open(out / "portrait_overlay.png"))
+    assert overlay.shape == (400, 300, 3)
+    assert overlay[5, 5].tolist() == [255, 0, 0] and overlay[395, 295].tolist() == [0, 0, 0]  # outside the box
+
+
 def test_unparseable_output_exits_1_with_explanation(tmp_path, photo, capsys):
     code = main(["infer", "--image", str(photo), "--query", "mug", "--out", str(tmp_path / "o"),
                  *scripted(tmp_path, "I refuse")])

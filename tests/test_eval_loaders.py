@@ -135,6 +135,32 @@ def test_hf_parquet_in_hub_layout(tmp_path):
     assert_matches_rows(dataset)
 
 
+def test_open_hf_dataset_split_rules_shared_by_eval_and_training(tmp_path, monkeypatch):
+    import datasets
+
+    from segzero_ros.evaluation.hf import open_hf_dataset
+
+    one = tmp_path / "one_split"
+    datasets.DatasetDict({"test": hf_dataset()}).save_to_disk(str(one))
+    assert open_hf_dataset(one).label == f"hf:{one}[test]"
+    with pytest.raises(DatasetFormatError, match="no split 'train'"):
+        open_hf_dataset(one, "train")  # evaluation: a named split must exist
+    assert open_hf_dataset(one, "train", any_single_split=True).label == f"hf:{one}[test]"  # training
+
+    two = tmp_path / "two_splits"
+    datasets.DatasetDict({"train": hf_dataset(), "validation": hf_dataset().select([0])}).save_to_disk(str(two))
+    assert open_hf_dataset(two).label == f"hf:{two}[validation]"  # PREFERRED_SPLITS order
+    with pytest.raises(DatasetFormatError, match="no split 'test'"):
+        open_hf_dataset(two, "test", any_single_split=True)
+    assert len(open_hf_dataset(two, "validation", any_single_split=True).dataset) == 1
+
+    with pytest.raises(DatasetFormatError, match="no such file or folder"):
+        load_hf_dataset(str(tmp_path / "missing" / "folder"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetFormatError, match="huggingface-cli download --repo-type dataset someone/not-cached"):
+        load_hf_dataset("someone/not-cached", cache_dir=str(tmp_path / "cache"))
+
+
 def write_folder(root: Path, entries: list[dict[str, str]]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "samples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
@@ -185,6 +211,59 @@ def test_folder_format_errors_name_the_problem(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetFormatError, match="cannot tell the dataset format"):
         detect_format(tmp_path / "empty")
+
+
+def save_portrait_photo(path: Path) -> np.ndarray:
+    """A phone photo stored 4 high × 6 wide with EXIF orientation 6; returns the upright 6×4 pixels."""
+    stored = np.zeros((4, 6, 3), dtype=np.uint8)
+    stored[0, :] = (255, 0, 0)  # the stored top row: upright, the right-hand column
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, exif=exif)
+    upright = np.zeros((6, 4, 3), dtype=np.uint8)
+    upright[:, 3] = (255, 0, 0)
+    return upright
+
+
+def test_loaders_read_phone_photos_upright_so_masks_and_polygons_line_up(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    upright = save_portrait_photo(folder / "photo.png")
+    mask = np.zeros((6, 4), dtype=np.uint8)
+    mask[:, 3] = 255  # drawn over the upright photo: the red column
+    Image.fromarray(mask).save(folder / "mask.png")
+    write_folder(folder, [{"id": "p", "image": "photo.png", "mask": "mask.png", "text": "the red stripe"}])
+    sample = load_eval_dataset(folder)[0]
+    assert np.array_equal(sample.image, upright)
+    assert np.array_equal(sample.mask, mask > 0)
+
+    lisa = tmp_path / "lisa"
+    lisa.mkdir()
+    save_portrait_photo(lisa / "photo.png")
+    annotation = {"text": ["the red stripe"], "shapes": [{"label": "target", "points": rectangle(3, 0, 3, 5)}]}
+    (lisa / "photo.json").write_text(json.dumps(annotation), encoding="utf-8")
+    sample = load_eval_dataset(lisa, "reasonseg")[0]
+    assert np.array_equal(sample.image, upright)
+    assert np.array_equal(sample.mask, np.all(upright == (255, 0, 0), axis=2))
+
+
+def test_unreadable_images_are_dataset_format_errors(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.png").write_text("not an image")
+    Image.fromarray(np.zeros((2, 2), dtype=np.uint8)).save(folder / "m.png")
+    write_folder(folder, [{"id": "x", "image": "a.png", "mask": "m.png", "text": "t"},
+                          {"id": "y", "image": "m.png", "mask": "gone.png", "text": "t"}])
+    dataset = load_eval_dataset(folder)
+    with pytest.raises(DatasetFormatError, match=r"cannot read image .*a\.png"):
+        dataset[0]
+    with pytest.raises(DatasetFormatError, match=r"cannot read image .*gone\.png"):
+        dataset[1]
+    lisa = tmp_path / "lisa"
+    write_reasonseg(lisa)
+    (lisa / "kitchen.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DatasetFormatError, match=r"cannot read image .*kitchen\.jpg"):
+        load_eval_dataset(lisa, "reasonseg")[0]
 
 
 def test_dataset_views_and_strided_shards(tmp_path):

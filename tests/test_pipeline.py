@@ -112,3 +112,21 @@ def test_backends_are_chosen_by_config(tmp_path):
         build_reasoner(ReasonerConfig(backend="nope"))
     with pytest.raises(ValueError, match=r"available: .*box"):
         build_segmenter(SegmenterConfig(backend="nope"))
+
+
+def test_close_releases_the_segmenter_even_when_the_reasoner_fails_to_close():
+    class BrokenCloseReasoner(ScriptedReasoner):
+        def close(self) -> None:
+            raise RuntimeError("driver error while freeing the reasoner")
+
+    class CountingSegmenter(BoxSegmenter):
+        closed = 0
+
+        def close(self) -> None:
+            CountingSegmenter.closed += 1
+            super().close()
+
+    pipeline = SegZeroPipeline(BrokenCloseReasoner({"*": ANSWER}), CountingSegmenter())
+    with pytest.raises(RuntimeError, match="driver error"):
+        pipeline.close()
+    assert CountingSegmenter.closed == 1

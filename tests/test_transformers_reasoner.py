@@ -16,6 +16,7 @@ from segzero_ros.reasoning.transformers_backend import (
     TransformersReasoner,
     build_messages,
     prepare_batch,
+    prepare_processor_for_generation,
     render_chat_text,
 )
 from segzero_ros.tiny.qwen_vl import TINY_COMPLETION, TINY_FRAME_BOX, TINY_FRAME_POINTS, TINY_THINK
@@ -110,6 +111,23 @@ def test_prompt_is_the_reference_chat_text_byte_exact(reasoner: TransformersReas
     assert decoded == expected.replace("<|image_pad|>", "<|image_pad|>" * VISUAL_TOKENS)
     assert inputs["attention_mask"][0, 0] == 0  # the shorter row is padded on the left
     assert inputs["attention_mask"][0, -1] == 1
+
+
+def test_generation_batches_are_left_padded_whatever_the_checkpoint_says(tiny_qwen_dir: Path) -> None:
+    """Right padding (common in checkpoints) would put pad tokens between a prompt and its answer."""
+    from transformers import AutoProcessor
+
+    def right_padded() -> object:
+        processor = AutoProcessor.from_pretrained(str(tiny_qwen_dir))  # type: ignore[no-untyped-call]
+        processor.tokenizer.padding_side = "right"
+        return processor
+
+    images, questions = [_noise(50, 70, 5), _noise(50, 70, 6)], ["cup", "a much longer question"]
+    with pytest.raises(ValueError, match="left-padding processor"):
+        prepare_batch(right_padded(), images, questions)
+    inputs = prepare_batch(prepare_processor_for_generation(right_padded()), images, questions)
+    assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][0, -1] == 1
+    assert TransformersReasoner(None, right_padded(), ReasonerConfig()).processor.tokenizer.padding_side == "left"
 
 
 def test_single_reason_matches_its_batched_answer(reasoner: TransformersReasoner) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, DEFAULT_SAM2_MODEL, PipelineConfig, SegmenterConfig
 from segzero_ros.errors import ModelLoadError, SegZeroError
+from segzero_ros.images import load_rgb
 
 EPILOG = f"""\
 --sam2 accepts a Hugging Face id (default {DEFAULT_SAM2_MODEL}), a local checkpoint (sam2.1_hiera_large.pt: the
@@ -85,20 +86,10 @@ def tiny_config(args: argparse.Namespace) -> PipelineConfig:
     return config
 
 
-def load_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
-    except (OSError, UnidentifiedImageError) as exc:
-        raise SegZeroError(f"cannot read image {path}: {exc}") from exc
-
-
 def run(args: argparse.Namespace) -> int:
     from segzero_ros.backends import build_pipeline
 
-    image = load_image(args.image)
+    image = load_rgb(args.image)  # upright: a portrait phone photo is segmented as the person saw it
     if args.tiny and args.tiny_fallback:
         raise SegZeroError("--tiny and --tiny-fallback exclude each other")
     if args.tiny:

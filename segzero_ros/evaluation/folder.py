@@ -6,8 +6,8 @@ Layout (paths in the manifest are relative to the folder; absolute paths also wo
       samples.jsonl        one JSON object per line:
                            {"id": "mug-1", "image": "images/kitchen.jpg", "mask": "masks/mug-1.png",
                             "text": "the mug I can drink from"}
-      images/…             any format PIL reads
-      masks/…              PNG, same size as the image; nonzero (or palette index > 0) is foreground
+      images/…             any format PIL reads; EXIF orientation is applied (upright, as viewers show it)
+      masks/…              PNG, same size as the upright image; nonzero (or palette index > 0) is foreground
 
 "id" is optional (default: the mask file's stem); an optional "ignore" mask path marks pixels left out of
 scoring. One image may appear on several lines, each with its own mask and text.
@@ -26,11 +26,11 @@ from segzero_ros.evaluation.dataset import (
     DatasetFormatError,
     EvalDataset,
     EvalSample,
-    image_to_rgb_array,
     mask_to_bool,
     safe_filename,
 )
 from segzero_ros.files import write_atomically
+from segzero_ros.images import ImageReadError, load_rgb, open_upright
 
 MANIFEST_NAME = "samples.jsonl"
 
@@ -83,7 +83,12 @@ def is_folder_dataset(path: Path) -> bool:
 
 
 def load_folder_dataset(path: Path) -> EvalDataset:
-    """Read the manifest now (ids, paths, texts); images and masks are decoded per sample."""
+    """Read the manifest now (ids, paths, texts); images and masks are decoded per sample.
+
+    Every file is read upright (EXIF orientation applied; masks keep their mode). Viewers, annotation tools
+    and cv2.imread show a phone photo upright, so masks drawn over it are upright too; a mask without EXIF is
+    read as stored, and one drawn on a non-square photo's unrotated pixels fails the size check loudly.
+    """
     path = Path(path)
     manifest = path / MANIFEST_NAME if path.is_dir() else path
     if not manifest.is_file():
@@ -95,9 +100,12 @@ def load_folder_dataset(path: Path) -> EvalDataset:
 
     def load(index: int) -> EvalSample:
         entry = entries[index]
-        image = image_to_rgb_array(_open_image(entry["image"]))
-        mask = mask_to_bool(_open_image(entry["mask"]))
-        ignore = mask_to_bool(_open_image(entry["ignore"])) if entry.get("ignore") else None
+        try:
+            image = load_rgb(entry["image"])
+            mask = mask_to_bool(open_upright(entry["mask"]))
+            ignore = mask_to_bool(open_upright(entry["ignore"])) if entry.get("ignore") else None
+        except ImageReadError as exc:
+            raise DatasetFormatError(str(exc)) from exc
         if ignore is not None:
             mask = mask & ~ignore
         return EvalSample(id=entry["id"], image=image, mask=mask, text=entry["text"], ignore=ignore)
@@ -122,14 +130,3 @@ def _read_entry(root: Path, manifest: Path, number: int, line: str) -> dict[str,
             resolved[key] = root / entry[key]
     resolved["id"] = str(entry["id"]) if entry.get("id") is not None else Path(entry["mask"]).stem
     return resolved
-
-
-def _open_image(path: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetFormatError(f"cannot read {path}: {exc}") from exc

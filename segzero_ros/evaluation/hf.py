@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from segzero_ros.evaluation.dataset import (
     DatasetFormatError,
@@ -19,6 +19,7 @@ from segzero_ros.evaluation.dataset import (
     image_to_rgb_array,
     mask_to_bool,
 )
+from segzero_ros.files import looks_like_local_path
 
 TEXT_COLUMNS = ("text", "problem", "sentence", "expression", "question", "sentences")
 MASK_COLUMNS = ("mask", "gt_mask", "segmentation_mask")
@@ -37,8 +38,8 @@ def parquet_files(path: Path) -> list[Path]:
 
 def load_hf_dataset(source: str | Path, split: str | None = None, cache_dir: str | None = None) -> EvalDataset:
     """Open a saved folder, parquet files or a cached hub id and wrap the chosen split lazily."""
-    dataset, description = _open(source, split, cache_dir)
-    return wrap_hf_dataset(dataset, description)
+    opened = open_hf_dataset(source, split, cache_dir=cache_dir)
+    return wrap_hf_dataset(opened.dataset, opened.label)
 
 
 def wrap_hf_dataset(dataset: Any, name: str = "hf") -> EvalDataset:
@@ -67,37 +68,70 @@ def wrap_hf_dataset(dataset: Any, name: str = "hf") -> EvalDataset:
     return EvalDataset(name, ids, load)
 
 
-def _open(source: str | Path, split: str | None, cache_dir: str | None) -> tuple[Any, str]:
+class OpenedHFDataset(NamedTuple):
+    dataset: Any
+    """The chosen split as a `datasets.Dataset`."""
+    label: str
+    """Where it came from, for reports: ``hf:SOURCE[SPLIT]`` (``hf:SOURCE`` for a split-less saved Dataset)."""
+
+
+def open_hf_dataset(
+    source: str | Path,
+    split: str | None = None,
+    *,
+    cache_dir: str | None = None,
+    any_single_split: bool = False,
+) -> OpenedHFDataset:
+    """Open one split of a ``save_to_disk`` folder, local parquet files or a hub id (through the local cache).
+
+    The one opener evaluation and training share. ``split=None`` picks the only split or the first of
+    PREFERRED_SPLITS; a named split must exist, except that with ``any_single_split`` a local dataset with a
+    single split is used whatever that split is called (training asks for "train" by default, and a
+    one-split snapshot of anything should still train). Failures are DatasetFormatErrors saying what to do.
+    """
     import datasets
 
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                chosen = choose_split(list(loaded.keys()), split, str(path))
-                return loaded[chosen], f"hf:{path}[{chosen}]"
-            return loaded, f"hf:{path}"
+            if not isinstance(loaded, datasets.DatasetDict):
+                return OpenedHFDataset(loaded, f"hf:{path}")
+            chosen = _split_to_open(list(loaded.keys()), split, any_single_split, str(path))
+            return OpenedHFDataset(loaded[chosen], f"hf:{path}[{chosen}]")
         files = parquet_files(path)
         if not files:
             raise DatasetFormatError(f"{path}: neither a save_to_disk folder nor parquet files")
         by_split = group_parquet_by_split(files)
-        chosen = choose_split(list(by_split), split, str(path))
+        chosen = _split_to_open(list(by_split), split, any_single_split, str(path))
         loaded = datasets.load_dataset(
             "parquet", data_files={chosen: [str(f) for f in by_split[chosen]]}, split=chosen, cache_dir=cache_dir
         )
-        return loaded, f"hf:{path}[{chosen}]"
+        return OpenedHFDataset(loaded, f"hf:{path}[{chosen}]")
+    hub_id = str(source)
+    if looks_like_local_path(hub_id):
+        raise DatasetFormatError(f"{hub_id}: no such file or folder")
     try:
         if split is None:
-            loaded_dict = datasets.load_dataset(str(source), cache_dir=cache_dir)
-            chosen = choose_split(list(loaded_dict.keys()), None, str(source))
-            return loaded_dict[chosen], f"hf:{source}[{chosen}]"
-        return datasets.load_dataset(str(source), split=split, cache_dir=cache_dir), f"hf:{source}[{split}]"
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+            splits = datasets.load_dataset(hub_id, cache_dir=cache_dir)
+            chosen = choose_split(list(splits.keys()), None, hub_id)
+            return OpenedHFDataset(splits[chosen], f"hf:{hub_id}[{chosen}]")
+        return OpenedHFDataset(datasets.load_dataset(hub_id, split=split, cache_dir=cache_dir), f"hf:{hub_id}[{split}]")
+    except DatasetFormatError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
         raise DatasetFormatError(
-            f"{source}: not a local path, and the hub dataset could not be loaded from the cache ({exc}); "
-            "download it once with `datasets` (or save_to_disk) and pass the folder"
+            f"{hub_id}: not a local path, and the hub dataset could not be loaded ({type(exc).__name__}: {detail}). "
+            f"Offline, download it on a connected machine with `huggingface-cli download --repo-type dataset "
+            f"{hub_id} --local-dir DIR` (or `datasets.load_dataset(...).save_to_disk(DIR)`) and pass DIR."
         ) from exc
+
+
+def _split_to_open(available: list[str], requested: str | None, any_single_split: bool, where: str) -> str:
+    if any_single_split and len(available) == 1:
+        return available[0]
+    return choose_split(available, requested, where)
 
 
 def choose_split(available: list[str], requested: str | None, where: str) -> str:

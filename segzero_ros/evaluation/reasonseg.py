@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.evaluation.dataset import DatasetFormatError, EvalDataset, EvalSample
+from segzero_ros.images import ImageReadError, load_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 TARGET_VALUE = 1
@@ -59,7 +60,11 @@ def load_reasonseg(path: Path, texts: str = "first") -> EvalDataset:
 
     def load(index: int) -> EvalSample:
         sample_id, image_path, json_path, text_index = entries[index]
-        image = read_image_like_lisa(image_path)
+        try:
+            # Upright (EXIF applied), as cv2.imread in LISA and LabelMe both show it: the polygons match that.
+            image = load_rgb(image_path)
+        except ImageReadError as exc:
+            raise DatasetFormatError(str(exc)) from exc
         annotation = read_annotation(json_path)
         labels = rasterize_shapes(annotation.get("shapes") or [], image.shape[:2], where=str(json_path))
         questions = annotation["text"] if isinstance(annotation["text"], list) else [annotation["text"]]
@@ -123,17 +128,6 @@ def _painted_area(points: np.ndarray, height: int, width: int) -> int:
     cv2.polylines(scratch, [points], True, 1, 1)
     cv2.fillPoly(scratch, [points], 1)
     return int(scratch.sum())
-
-
-def read_image_like_lisa(path: Path) -> np.ndarray:
-    """RGB uint8 with the EXIF orientation applied, as cv2.imread (LISA) and LabelMe both see the image."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetFormatError(f"cannot read image {path}: {exc}") from exc
 
 
 def _image_for(json_path: Path) -> Path | None:

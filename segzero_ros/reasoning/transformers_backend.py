@@ -67,11 +67,27 @@ def rgb_array_to_frame(image: np.ndarray) -> Any:
     return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))
 
 
+def prepare_processor_for_generation(processor: Any) -> Any:
+    """Make the processor pad on the left, the one side batched generation works with; returns it.
+
+    `generate` appends every row's new tokens after the last position of the padded batch, so padding
+    must sit before each prompt: right padding would put pad tokens between a shorter prompt and its
+    answer. A checkpoint's tokenizer may pad on the right (a common training default), so every loader of
+    a processor that generates (the reasoner, the tiny model build, GRPO training) calls this once.
+    """
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
 def prepare_batch(processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]) -> Any:
-    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, question) pairs."""
+    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, question) pairs.
+
+    The processor must have gone through `prepare_processor_for_generation`.
+    """
+    if processor.tokenizer.padding_side != "left":
+        raise ValueError("batched generation needs a left-padding processor; call prepare_processor_for_generation")
     frames = [rgb_array_to_frame(image) for image in images]
     texts = [render_chat_text(processor, question) for question in questions]
-    processor.tokenizer.padding_side = "left"
     return processor(text=texts, images=frames, padding=True, return_tensors="pt")
 
 
@@ -111,9 +127,8 @@ class TransformersReasoner(BatchReasonerBase):
 
     def __init__(self, model: Any, processor: Any, config: ReasonerConfig) -> None:
         self._model: Any = model
-        self._processor: Any = processor
+        self._processor: Any = prepare_processor_for_generation(processor)
         self._config = config
-        self._processor.tokenizer.padding_side = "left"
         self._eos_ids = _eos_token_ids(model, processor)
 
     @classmethod

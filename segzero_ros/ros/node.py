@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gc
 import itertools
 import signal
 import sys
@@ -381,10 +380,8 @@ class SegZeroNode(LifecycleNode):
             self._close_pipeline(pipeline)
 
     def _close_pipeline(self, pipeline: SegZeroPipeline) -> None:
+        # Each backend's close() frees what it holds, CUDA cache included: the node owns no GPU memory itself.
         pipeline.close()
-        del pipeline
-        gc.collect()
-        _free_cached_gpu_memory()
         self.get_logger().info("models released")
 
     def _seconds_until_deadline(self) -> float | None:
@@ -536,7 +533,7 @@ class SegZeroNode(LifecycleNode):
             elif outcome is not None:
                 self._finish(job, outcome.msg, rgb=outcome.rgb, result=outcome.result)
             if outcome is not None and outcome.msg.error_kind in _BACKEND_FAILURES:
-                _free_cached_gpu_memory()  # e.g. after CUDA out-of-memory, so the next command gets a clean start
+                _trim_gpu_cache_after_failure()
             if orphan is not None:
                 self._close_pipeline(orphan)
             if abandoned:
@@ -833,7 +830,9 @@ class JobOutcome:
     result: SegmentationResult | None = None
 
 
-def _free_cached_gpu_memory() -> None:
+def _trim_gpu_cache_after_failure() -> None:
+    """After a failed command (e.g. CUDA out of memory) hand the failed call's cached blocks back to the driver,
+    so the next command, or another process on the GPU, starts clean. Not for shutdown: close() does that."""
     torch = sys.modules.get("torch")  # never import torch just to free memory it does not hold
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

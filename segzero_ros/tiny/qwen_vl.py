@@ -127,11 +127,13 @@ def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:
     import torch
     import transformers
 
+    from segzero_ros.reasoning.transformers_backend import prepare_processor_for_generation
+
     hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    processor = build_tiny_processor(seed)
+    processor = prepare_processor_for_generation(build_tiny_processor(seed))
     tokenizer = processor.tokenizer
     with torch.random.fork_rng(devices=[]):  # seeded build that leaves the caller's random state alone
         torch.manual_seed(seed)
@@ -296,7 +298,7 @@ def _warm_start(model: Any, processor: Any, seed: int) -> None:
     images = _sample_images(np.random.default_rng(seed))
     pairs = [(images[i % len(images)], question) for i, question in enumerate(_TRAIN_QUESTIONS)]
     target = TINY_COMPLETION + END_OF_TURN
-    processor.tokenizer.padding_side = "left"
+    # Left padding (set by the build) puts every row's target at the end, where the labels slice it.
     batch = processor(
         text=[render_chat_text(processor, question) + target for _, question in pairs],
         images=[rgb_array_to_frame(image) for image, _ in pairs],

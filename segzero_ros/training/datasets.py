@@ -35,7 +35,7 @@ from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.evaluation.dataset import DatasetFormatError
 from segzero_ros.evaluation.folder import MaskedSample
-from segzero_ros.files import looks_like_local_path
+from segzero_ros.evaluation.hf import open_hf_dataset
 from segzero_ros.training.targets import EmptyMaskError, frame_targets
 
 _LOG = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def load_training_dataset(
         return segzero_dataset_from_masks(synthetic_samples(count, seed, size), resample, cache_dir)
     if format == "masks" or (format == "auto" and _looks_like_mask_folder(Path(text))):
         return _masks_to_segzero(text, split, max_samples, resample, cache_dir)
-    dataset = open_hf_dataset(text, split)
+    dataset = open_hf_dataset(text, split, any_single_split=True).dataset
     columns = set(dataset.column_names)
     if format == "auto" and not {"problem", "solution"} <= columns:
         from segzero_ros.evaluation.hf import MASK_COLUMNS
@@ -215,7 +215,7 @@ def load_training_dataset(
 
 def load_segzero_dataset(source: str | Path, split: str = "train") -> Any:
     """A dataset already in the schema, from a local folder, parquet or a cached hub id."""
-    dataset = open_hf_dataset(str(source), split)
+    dataset = open_hf_dataset(str(source), split, any_single_split=True).dataset
     check_segzero_schema(dataset, str(source))
     return dataset
 
@@ -227,43 +227,6 @@ def check_segzero_schema(dataset: Any, where: str) -> None:
             f"{where}: not in the Seg-Zero training schema; missing column(s) {', '.join(missing)} (columns: "
             f"{', '.join(dataset.column_names)}). Convert mask data with `segzero train make-dataset`."
         )
-
-
-def open_hf_dataset(source: str, split: str = "train") -> Any:
-    """A ``save_to_disk`` folder, parquet file(s), or a hub id (the local cache; downloads when online)."""
-    import datasets
-
-    from segzero_ros.evaluation.hf import choose_split, group_parquet_by_split, is_saved_dataset, parquet_files
-
-    path = Path(source).expanduser()
-    if path.exists():
-        if is_saved_dataset(path):
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                return loaded[choose_split(list(loaded.keys()), _split_or_only(list(loaded.keys()), split), source)]
-            return loaded
-        files = parquet_files(path)
-        if not files:
-            raise DatasetFormatError(f"{path}: neither a save_to_disk folder nor parquet files")
-        by_split = group_parquet_by_split(files)
-        chosen = choose_split(list(by_split), _split_or_only(list(by_split), split), source)
-        return datasets.load_dataset("parquet", data_files={chosen: [str(f) for f in by_split[chosen]]}, split=chosen)
-    if looks_like_local_path(source):
-        raise DatasetFormatError(f"{source}: no such file or folder")
-    try:
-        return datasets.load_dataset(source, split=split)
-    except Exception as exc:
-        raise DatasetFormatError(
-            f"{source}: not a local path, and the hub dataset could not be loaded ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'no detail'}). Offline, download it on "
-            f"a connected machine with `huggingface-cli download --repo-type dataset {source} --local-dir DIR` "
-            "(or `datasets.load_dataset(...).save_to_disk(DIR)`) and pass DIR."
-        ) from exc
-
-
-def _split_or_only(available: list[str], split: str) -> str:
-    """The requested split, except that a single-split dataset is used whatever its split is called."""
-    return available[0] if len(available) == 1 else split
 
 
 def _looks_like_mask_folder(path: Path) -> bool:

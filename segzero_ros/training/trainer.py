@@ -25,6 +25,7 @@ from typing import Any
 
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import hub_offline, looks_like_local_path
+from segzero_ros.reasoning.transformers_backend import prepare_processor_for_generation
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
 from segzero_ros.training.rewards_trl import reward_functions, reward_names
 
@@ -109,8 +110,8 @@ def load_processor(source: str) -> Any:
             f"`--override model=/path/to/Qwen2.5-VL-7B-Instruct`, or download it on a connected machine with "
             f"`huggingface-cli download {source} --local-dir DIR`."
         ) from exc
-    processor.tokenizer.padding_side = "left"
-    return processor
+    # TRL left-pads its rollout prompts itself, and sets the same side on processors it loads; match it.
+    return prepare_processor_for_generation(processor)
 
 
 def model_init_kwargs(config: GRPOTrainingConfig) -> dict[str, Any]:
