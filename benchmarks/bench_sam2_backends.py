@@ -6,8 +6,9 @@
 Real architectures with seeded random weights (no download); latency does not depend on the weights.
 Both sides run the full Segmenter call the pipeline makes: `set_image` (preprocessing + image encoder) and
 `segment` (prompt decoder + mask choice + upsampling to the original resolution), with the same thread
-count. onnxruntime runs twice: as the CPU backend loads it (encoder through the CPU-only rewrite, see
-segzero_ros/export/cpu_graph.py) and on the graph files as exported (`ort-plain`). Graphs are exported once
+count. onnxruntime runs three times: as the CPU backend loads it at fp32 (encoder through the CPU-only
+rewrite, see segzero_ros/export/cpu_graph.py), with `precision: int8` (that encoder with int8 weights, see
+segzero_ros/export/cpu_int8.py) and on the fp32 graph files as exported (`ort plain`). Graphs are exported once
 into --cache (hiera-large: minutes and ~4 GB of RAM). The backends take turns within every repeat, so
 load from other processes hits them alike; medians of --repeats runs after one warm-up. The masks of the
 backends are compared too (IoU).
@@ -96,9 +97,12 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
                                                         cpu_threads=args.threads)
     plain_segmenter = OnnxRuntimeSegmenter.from_onnx_dir(folder, precision="fp32", device="cpu",
                                                          cpu_threads=args.threads, cpu_graph_rewrite=False)
-    print(f"  CPU rewrite of the {arch} encoder: {onnx_segmenter.cpu_rewrite}", flush=True)
+    int8_segmenter = OnnxRuntimeSegmenter.from_onnx_dir(folder, precision="int8", device="cpu",
+                                                        cpu_threads=args.threads, int8_cache_root=args.cache)
+    print(f"  CPU rewrite of the {arch} encoder: {onnx_segmenter.cpu_rewrite}; int8: {int8_segmenter.int8_encoder}",
+          flush=True)
     segmenters: dict[str, Segmenter] = {"torch": torch_segmenter, "onnxruntime": onnx_segmenter,
-                                        "ort-plain": plain_segmenter}
+                                        "ort-int8": int8_segmenter, "ort-plain": plain_segmenter}
     # Encode then decode in the same round, so every backend decodes its own features.
     encode = {label: partial(segmenter.set_image, image) for label, segmenter in segmenters.items()}
     decode = {label: partial(segmenter.segment, box, points) for label, segmenter in segmenters.items()}
@@ -107,12 +111,16 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     pixels = np.empty((1, 3, args.image_size, args.image_size), dtype=np.float32)
     results["preprocess"] = median_ms(lambda: resize_for_encoder(image, args.image_size, out=pixels), 5)
     torch_mask = torch_segmenter.segment(box, points).mask
-    onnx_mask = onnx_segmenter.segment(box, points).mask
-    union = np.logical_or(torch_mask, onnx_mask).sum()
-    results["mask_iou"] = float(np.logical_and(torch_mask, onnx_mask).sum() / union) if union else 1.0
+    for label in ("onnxruntime", "ort-int8"):
+        results[f"{label}_mask_iou"] = mask_iou(torch_mask, segmenters[label].segment(box, points).mask)
     for segmenter in segmenters.values():
         segmenter.close()
     return results
+
+
+def mask_iou(first: np.ndarray, second: np.ndarray) -> float:
+    union = np.logical_or(first, second).sum()
+    return float(np.logical_and(first, second).sum() / union) if union else 1.0
 
 
 def main() -> None:
@@ -137,16 +145,17 @@ def main() -> None:
         rows.append((arch, results))
         print(f"{arch}: done", flush=True)
     print()
-    print(f"{'arch':<10} {'stage':<8} {'torch ms':>10} {'ort ms':>10} {'ort/torch':>10} {'plain ms':>10} "
-          f"{'plain/torch':>12}")
+    labels = {"onnxruntime": "ort fp32", "ort-int8": "ort int8", "ort-plain": "ort plain"}
+    print(f"{'arch':<10} {'stage':<8} {'torch ms':>10}" + "".join(f" {name + ' ms':>13} {'/torch':>7}"
+                                                            for name in labels.values()))
     for arch, r in rows:
         for stage in ("encode", "decode", "total"):
-            torch_ms, ort_ms, plain_ms = (
-                r[f"{label}_encode"] + r[f"{label}_decode"] if stage == "total" else r[f"{label}_{stage}"]
-                for label in ("torch", "onnxruntime", "ort-plain"))
-            print(f"{arch:<10} {stage:<8} {torch_ms:10.1f} {ort_ms:10.1f} {ort_ms / torch_ms:10.2f} {plain_ms:10.1f} "
-                  f"{plain_ms / torch_ms:12.2f}")
-        print(f"{arch:<10} ort preprocessing {r['preprocess']:.1f} ms; mask IoU ort vs torch {r['mask_iou']:.4f}")
+            ms = {label: r[f"{label}_encode"] + r[f"{label}_decode"] if stage == "total" else r[f"{label}_{stage}"]
+                  for label in ("torch", *labels)}
+            print(f"{arch:<10} {stage:<8} {ms['torch']:10.1f}" + "".join(
+                f" {ms[label]:13.1f} {ms[label] / ms['torch']:7.2f}" for label in labels))
+        print(f"{arch:<10} ort preprocessing {r['preprocess']:.1f} ms; mask IoU vs torch: "
+              f"ort fp32 {r['onnxruntime_mask_iou']:.4f}, ort int8 {r['ort-int8_mask_iou']:.4f}")
 
 
 if __name__ == "__main__":

@@ -229,6 +229,81 @@ def test_cpu_rewrite_of_every_attention_block_keeps_the_encoder_outputs(export_d
         assert np.abs(value - reference).max() <= 1e-5 * max(1.0, float(np.abs(reference).max()))
 
 
+# --- int8 encoder (CPU provider) --------------------------------------------------------------------------
+
+
+def test_int8_encoder_is_built_once_into_the_cache_and_keeps_the_masks(export_dir: Path, predictor, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """precision int8: the rewritten encoder's 51 weight MatMuls (hiera-t: 12 blocks × qkv, proj, fc1, fc2
+    + 3 stage projections) become integer MatMuls in a cache folder; the shipped files stay as exported.
+    Masks stay close to torch's (random weights; real-checkpoint figures are not measurable here)."""
+    import hashlib
+
+    import onnx
+
+    from segzero_ros.backends import build_segmenter
+    from segzero_ros.export.cpu_graph import CpuRewriteReport
+    from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
+
+    manifest = load_manifest(export_dir)
+    int8 = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, precision="int8", cpu_threads=1, int8_cache_root=tmp_path)
+    try:
+        built = int8.int8_encoder
+        assert built is not None and built.built and built.quantized_matmuls == 51
+        assert built.path.is_relative_to(tmp_path) and int8.cpu_rewrite == CpuRewriteReport(gelu=12, attention=0)
+        assert int8.name.endswith(":int8") and int8.providers == ["CPUExecutionProvider"]
+        operators = [node.op_type for node in onnx.load(str(built.path)).graph.node]
+        assert operators.count("MatMulInteger") == 51 and operators.count("Gelu") == 12
+        for image_hw in (ODD, WIDE):
+            image = rng_image(*image_hw)
+            box, points = prompt_for(*image_hw)
+            masks, scores, low_res = predict(predictor, image, box, points)
+            int8.set_image(image)
+            low = int8.predict_low_res(box, points)
+            # Measured here (AMX, 8-bit weights): |Δ| ≈ 1.5 % of the largest logit, IoU 0.988-0.992 (random
+            # weights put most logits near the 0 threshold, so the IoU is a pessimistic proxy).
+            difference = float(np.abs(low.logits - low_res).max())
+            assert 1e-5 < difference < 0.05 * float(np.abs(low_res).max())  # int8 in effect, and close
+            assert int(np.argmax(low.scores)) == int(np.argmax(scores))
+            output = int8.segment(box, points)
+            assert iou(output.mask, masks[int(np.argmax(scores))] > 0) >= 0.97
+            assert output.score == pytest.approx(float(np.max(scores)), abs=0.01)
+    finally:
+        int8.close()
+    # By configuration (as the pipeline and node load it): the default cache root holds the same build.
+    monkeypatch.setenv("SEGZERO_CACHE", str(tmp_path))
+    again = build_segmenter(SegmenterConfig(backend="onnxruntime", onnx_dir=str(export_dir), precision="int8",
+                                            cpu_threads=1))
+    assert isinstance(again, OnnxRuntimeSegmenter)
+    assert again.int8_encoder is not None and not again.int8_encoder.built
+    assert again.int8_encoder.path == built.path
+    again.close()
+    for role in ("encoder", "decoder"):
+        graph = manifest.graph("fp32", role)
+        assert hashlib.sha256((export_dir / graph.file).read_bytes()).hexdigest() == graph.sha256
+    assert sorted(path.name for path in export_dir.iterdir()) == sorted(
+        [MANIFEST_FILENAME, *(graph.file for graphs in manifest.graphs.values() for graph in graphs.values())])
+
+
+def test_int8_is_cpu_only_and_the_recipe_follows_the_cpu() -> None:
+    from segzero_ros.export.cpu_int8 import needs_reduced_range
+    from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
+
+    for device, providers, named in (("cuda", "", "device 'cuda'"), ("cpu", "CUDAExecutionProvider", "providers")):
+        with pytest.raises(ModelLoadError, match=f"int8 runs on onnxruntime's CPU provider only, but {named}"):
+            OnnxRuntimeSegmenter.from_onnx_dir("/nonexistent", precision="int8", device=device, providers=providers)
+    from segzero_ros.segmentation import tensorrt_backend
+
+    with pytest.raises(ModelLoadError, match="int8 is an onnxruntime CPU-provider precision"):
+        tensorrt_backend.resolve_precision("int8")
+    # u8·s8 saturates on x86 without VNNI: 7-bit weights there; VNNI, AMX and ARM take the full 8 bits.
+    assert needs_reduced_range("x86_64", frozenset({"avx2", "fma"}))
+    assert needs_reduced_range("x86_64", frozenset({"avx512f", "avx512bw"}))
+    assert not needs_reduced_range("x86_64", frozenset({"avx2", "avx_vnni"}))
+    assert not needs_reduced_range("AMD64", frozenset({"avx512_vnni"}))
+    assert not needs_reduced_range("aarch64", frozenset())
+
+
 @pytest.mark.parametrize(("form", "fused"), [
     ("x*(0.5*(erf(x/sqrt2)+1))", True),
     ("(x*0.5)*(erf(x/sqrt2)+1)", True),
@@ -306,9 +381,9 @@ def test_load_errors_name_the_fix(export_dir: Path, tmp_path: Path) -> None:
         OnnxRuntimeSegmenter.from_onnx_dir(tmp_path)
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
         OnnxRuntimeSegmenter.from_onnx_dir(export_dir, device="cuda")
-    with pytest.raises(ModelLoadError, match="precision must be auto, fp32 or fp16"):
+    with pytest.raises(ModelLoadError, match="precision for onnxruntime must be auto, fp32, fp16, int8"):
         OnnxRuntimeSegmenter.from_config(SegmenterConfig(backend="onnxruntime", onnx_dir=str(export_dir),
-                                                         precision="int8"))
+                                                         precision="bf16"))
     cpu_only = ["CPUExecutionProvider"]
     assert resolve_providers("auto", "", cpu_only) == ["CPUExecutionProvider"]
     assert resolve_providers("auto", "", ["CUDAExecutionProvider", *cpu_only]) == ["CUDAExecutionProvider", *cpu_only]

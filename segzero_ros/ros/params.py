@@ -93,8 +93,9 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "onnxruntime/tensorrt backends: folder from `segzero export-sam2`; empty exports segmenter.model "
               "once into the cache."),
     ParamSpec("segmenter.precision", _SEGMENTER.precision,
-              "onnxruntime/tensorrt backends: fp32 or fp16; auto = fp16 for tensorrt, fp32 for onnxruntime.",
-              choices=("auto", "fp32", "fp16")),
+              "onnxruntime/tensorrt backends: fp32 or fp16; auto = fp16 for tensorrt, fp32 for onnxruntime; "
+              "int8 = onnxruntime CPU only, int8 encoder weights (faster, not parity-exact).",
+              choices=("auto", "fp32", "fp16", "int8")),
     ParamSpec("segmenter.providers", _SEGMENTER.providers,
               "onnxruntime backend: comma-separated execution providers in priority order; empty = from device."),
     ParamSpec("segmenter.cpu_threads", _SEGMENTER.cpu_threads,

@@ -130,7 +130,8 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "fp16"
     if precision not in ("fp32", "fp16"):
-        raise ModelLoadError(f"segmenter.precision must be auto, fp32 or fp16, got {precision!r}")
+        hint = " (int8 is an onnxruntime CPU-provider precision)" if precision == "int8" else ""
+        raise ModelLoadError(f"segmenter.precision for tensorrt must be auto, fp32 or fp16, got {precision!r}{hint}")
     return precision
 
 
@@ -323,9 +324,9 @@ class TensorRTSegmenter(Sam2GraphSegmenter):
             self._runtime = trt.Runtime(self._logger)
             self._encoder = _EngineRunner(trt, self._runtime, engines[ENCODER], self._device)
             self._decoder = _EngineRunner(trt, self._runtime, engines[DECODER], self._device)
-            self._stream = torch.cuda.Stream(device=self._device)  # type: ignore[no-untyped-call]
+            self._stream: Any = torch.cuda.Stream(device=self._device)  # type: ignore[no-untyped-call]
             # The base class resizes images straight into this page-locked buffer, so the upload is one DMA.
-            self._pixels_host = torch.empty(self._pixels.shape, dtype=torch.float32).pin_memory()
+            self._pixels_host: Any = torch.empty(self._pixels.shape, dtype=torch.float32).pin_memory()
             self._pixels = self._pixels_host.numpy()
         self._features: dict[str, Any] = {}
 
@@ -369,4 +370,7 @@ class TensorRTSegmenter(Sam2GraphSegmenter):
         self._encoder.close()
         self._decoder.close()
         self._runtime = None
+        self._pixels = np.empty((0,), dtype=np.float32)  # the last view of the page-locked buffer
+        self._pixels_host = None
+        self._stream = None
         torch.cuda.empty_cache()
