@@ -130,3 +130,20 @@ def test_default_real_models_offline_fail_with_one_clear_message(tmp_path, photo
     assert "Traceback" not in completed.stderr
     assert "Ricky06662/Seg-Zero-7B" in completed.stderr
     assert "--reasoner /path/to" in completed.stderr
+
+
+@pytest.mark.parametrize("command", ["infer", "eval"])
+def test_graph_backend_flags_reach_the_segmenter_config(command, tmp_path):
+    from segzero_ros.cli import build_parser
+    from segzero_ros.cli.infer import pipeline_config_from_args
+
+    required = ["--image", "x.png", "--query", "q"] if command == "infer" else ["--data", "d", "--out", "o"]
+    args = build_parser().parse_args([command, *required, "--segmenter", "onnxruntime", "--onnx-dir", str(tmp_path),
+                                      "--segmenter-precision", "int8", "--sam2", "cfg.yaml:ckpt.pt"])
+    segmenter = pipeline_config_from_args(args).segmenter
+    assert (segmenter.backend, segmenter.onnx_dir, segmenter.precision) == ("onnxruntime", str(tmp_path), "int8")
+    assert (segmenter.config, segmenter.checkpoint) == ("cfg.yaml", "ckpt.pt")
+    defaults = pipeline_config_from_args(build_parser().parse_args([command, *required])).segmenter
+    assert (defaults.backend, defaults.onnx_dir, defaults.precision) == ("sam2", None, "auto")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, *required, "--segmenter-precision", "int4"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,12 @@ def add_model_arguments(parser: Any) -> None:
                         help="reasoner backend (transformers; scripted replays a JSON file given as --reasoner)")
     models.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
     models.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, onnxruntime, tensorrt, box)")
+    models.add_argument("--onnx-dir", default=None,
+                        help="onnxruntime/tensorrt: folder from `segzero export-sam2` (default: export --sam2 once "
+                             "into the cache)")
+    models.add_argument("--segmenter-precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+                        help="onnxruntime/tensorrt graphs or engines (auto: fp32 on onnxruntime, fp16 on tensorrt; "
+                             "int8: onnxruntime on the CPU only, not parity-exact)")
     models.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     models.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
     models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
@@ -71,8 +78,13 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
         reasoner=ReasonerConfig(
             backend=args.reasoner_backend, model=args.reasoner, device=args.device, max_new_tokens=args.max_new_tokens
         ),
-        segmenter=segmenter_config_from_arg(args.sam2, args.segmenter, args.device),
+        segmenter=with_graph_options(segmenter_config_from_arg(args.sam2, args.segmenter, args.device), args),
     )
+
+
+def with_graph_options(config: SegmenterConfig, args: argparse.Namespace) -> SegmenterConfig:
+    """--onnx-dir and --segmenter-precision onto a segmenter config (they matter to the graph backends only)."""
+    return dataclasses.replace(config, onnx_dir=args.onnx_dir or config.onnx_dir, precision=args.segmenter_precision)
 
 
 def tiny_config(args: argparse.Namespace) -> PipelineConfig:
@@ -83,6 +95,7 @@ def tiny_config(args: argparse.Namespace) -> PipelineConfig:
     config.reasoner.max_new_tokens = args.max_new_tokens
     if args.segmenter != "sam2":  # e.g. the tiny SAM2 through onnxruntime, or the box baseline
         config.segmenter.backend = args.segmenter
+    config.segmenter = with_graph_options(config.segmenter, args)
     return config
 
 
