@@ -76,6 +76,16 @@ def predict(predictor, image: np.ndarray, box: Box, points: list[Point], multima
                                  box=box.as_list(), multimask_output=multimask)
 
 
+def side_by_side(segmenter, predictor, image_hw: tuple[int, int]):
+    """The torch predictor's (masks, scores, low-res logits) and the segmenter's (low-res prediction, output)
+    on the same random image and prompt."""
+    image = rng_image(*image_hw)
+    box, points = prompt_for(*image_hw)
+    masks, scores, low_res = predict(predictor, image, box, points)
+    segmenter.set_image(image)
+    return masks, scores, low_res, segmenter.predict_low_res(box, points), segmenter.segment(box, points)
+
+
 @pytest.fixture(scope="module")
 def segmenter(export_dir: Path):
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
@@ -148,13 +158,8 @@ def test_fp16_graphs_give_nearly_the_same_masks(export_dir: Path, predictor) -> 
     half = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, precision="fp16", cpu_threads=1)
     try:
         for image_hw in (ODD, WIDE):
-            image = rng_image(*image_hw)
-            box, points = prompt_for(*image_hw)
-            masks, scores, low_res = predict(predictor, image, box, points)
-            half.set_image(image)
-            low = half.predict_low_res(box, points)
+            masks, scores, low_res, low, output = side_by_side(half, predictor, image_hw)
             assert np.abs(low.logits - low_res).max() < 0.05  # fp16 keeps ~3 significant digits
-            output = half.segment(box, points)
             assert int(np.argmax(low.scores)) == int(np.argmax(scores))
             assert iou(output.mask, masks[int(np.argmax(scores))] > 0) >= 0.99
     finally:
@@ -255,17 +260,12 @@ def test_int8_encoder_is_built_once_into_the_cache_and_keeps_the_masks(export_di
         operators = [node.op_type for node in onnx.load(str(built.path)).graph.node]
         assert operators.count("MatMulInteger") == 51 and operators.count("Gelu") == 12
         for image_hw in (ODD, WIDE):
-            image = rng_image(*image_hw)
-            box, points = prompt_for(*image_hw)
-            masks, scores, low_res = predict(predictor, image, box, points)
-            int8.set_image(image)
-            low = int8.predict_low_res(box, points)
+            masks, scores, low_res, low, output = side_by_side(int8, predictor, image_hw)
             # Measured here (AMX, 8-bit weights): |Δ| ≈ 1.5 % of the largest logit, IoU 0.988-0.992 (random
             # weights put most logits near the 0 threshold, so the IoU is a pessimistic proxy).
             difference = float(np.abs(low.logits - low_res).max())
             assert 1e-5 < difference < 0.05 * float(np.abs(low_res).max())  # int8 in effect, and close
             assert int(np.argmax(low.scores)) == int(np.argmax(scores))
-            output = int8.segment(box, points)
             assert iou(output.mask, masks[int(np.argmax(scores))] > 0) >= 0.97
             assert output.score == pytest.approx(float(np.max(scores)), abs=0.01)
     finally:

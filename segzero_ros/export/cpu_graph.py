@@ -21,7 +21,10 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 
 if TYPE_CHECKING:
     import onnx
@@ -85,6 +88,20 @@ class _Graph:
         if abs(self.scalars.get(first, math.nan) - value) <= tolerance * max(1.0, abs(value)):
             return str(second)
         return None
+
+
+def load_encoder_for_cpu(path: Path) -> tuple[onnx.ModelProto, CpuRewriteReport]:
+    """Read the encoder graph at `path` and apply the rewrite (the CPU backend's fp32 and int8 loads)."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise BackendUnavailableError("the CPU encoder rewrite needs the onnx package (pip install onnx), "
+                                      "or load with cpu_graph_rewrite=False") from error
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+    return model, optimize_encoder_for_cpu(model)
 
 
 def optimize_encoder_for_cpu(model: onnx.ModelProto,

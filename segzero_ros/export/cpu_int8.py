@@ -122,13 +122,9 @@ def quantize_encoder(fp32_encoder: Path, output: Path, recipe: Int8Recipe) -> tu
     except ImportError as error:
         raise BackendUnavailableError("int8 encoders need the onnx and onnxruntime packages "
                                       "(pip install onnx onnxruntime)") from error
-    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+    from segzero_ros.export.cpu_graph import load_encoder_for_cpu
 
-    try:
-        model = onnx.load(str(fp32_encoder))
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise ModelLoadError(f"cannot read {fp32_encoder}: {error}") from error
-    rewrite = optimize_encoder_for_cpu(model)
+    model, rewrite = load_encoder_for_cpu(fp32_encoder)
     with _without_quantizer_advice():
         quantize_dynamic(model, output, op_types_to_quantize=["MatMul"], per_channel=recipe.per_channel,
                          reduce_range=recipe.reduce_range, weight_type=QuantType.QInt8,

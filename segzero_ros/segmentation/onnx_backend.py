@@ -209,18 +209,9 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
 
 def _rewritten_for_cpu(path: Path) -> tuple[bytes, CpuRewriteReport]:
     """The encoder graph with the CPU-only fusions applied, serialised for InferenceSession."""
-    try:
-        import onnx
-    except ImportError as error:
-        raise BackendUnavailableError("the CPU encoder rewrite needs the onnx package (pip install onnx), "
-                                      "or load with cpu_graph_rewrite=False") from error
-    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+    from segzero_ros.export.cpu_graph import load_encoder_for_cpu
 
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise ModelLoadError(f"cannot read {path}: {error}") from error
-    report = optimize_encoder_for_cpu(model)
+    model, report = load_encoder_for_cpu(path)
     return model.SerializeToString(), report
 
 
