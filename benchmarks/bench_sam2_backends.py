@@ -7,8 +7,8 @@ Real architectures with seeded random weights (no download); latency does not de
 Both sides run the full Segmenter call the pipeline makes: `set_image` (preprocessing + image encoder) and
 `segment` (prompt decoder + mask choice + upsampling to the original resolution), with the same thread
 count. onnxruntime runs three times: as the CPU backend loads it at fp32 (encoder through the CPU-only
-rewrite, see segzero_ros/export/cpu_graph.py), with `precision: int8` (that encoder with int8 weights, see
-segzero_ros/export/cpu_int8.py) and on the fp32 graph files as exported (`ort plain`). Graphs are exported once
+rewrite, see segzero_ros/segmentation/cpu_graph.py), with `precision: int8` (that encoder with int8 weights, see
+segzero_ros/segmentation/cpu_int8.py) and on the fp32 graph files as exported (`ort plain`). Graphs are exported once
 into --cache (hiera-large: minutes and ~4 GB of RAM). The backends take turns within every repeat, so
 load from other processes hits them alike; medians of --repeats runs after one warm-up. The masks of the
 backends are compared too (IoU).
@@ -48,8 +48,8 @@ def random_weight_model(config_name: str, image_size: int) -> object:
 
 
 def exported_dir(arch: str, model: object, config_name: str, cache: Path) -> Path:
-    from segzero_ros.export.manifest import MANIFEST_FILENAME
     from segzero_ros.export.onnx_export import Sam2Source, export_sam2_onnx
+    from segzero_ros.segmentation.manifest import MANIFEST_FILENAME
 
     folder = cache / f"{arch}-{model.image_size}px-seed0"  # type: ignore[attr-defined]
     if not (folder / MANIFEST_FILENAME).is_file():
@@ -76,9 +76,9 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from segzero_ros.core.geometry import Box, Point
-    from segzero_ros.export.processing import resize_for_encoder
     from segzero_ros.segmentation.base import Segmenter
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
+    from segzero_ros.segmentation.processing import resize_for_encoder
     from segzero_ros.segmentation.sam2_backend import Sam2Segmenter, sam2_feature_sizes
 
     config_name = ARCHITECTURES[arch]

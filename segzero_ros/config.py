@@ -1,7 +1,10 @@
-"""Typed configuration for reasoners, segmenters and the pipeline.
+"""Typed, frozen, validated configuration of reasoners, segmenters and the pipeline.
 
-One dataclass per concern; the CLI, the YAML files under config/ and the ROS node's parameters all fill
-these same objects, and `segzero_ros.backends` turns them into running models.
+Every field is declared once with :func:`segzero_ros.options.option` (description, range or choices, live
+or read at configure); the CLI, the training recipe, the ROS parameters, `config/segzero.yaml` and the docs
+table all come from these classes. Each backend has its own class holding only the fields it reads; the
+class is registered with the backend in `segzero_ros.backends`. A plain `ReasonerConfig` / `SegmenterConfig`
+naming a backend is widened to that backend's class (its other fields at their defaults) when built.
 """
 
 from __future__ import annotations
@@ -10,81 +13,140 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from segzero_ros.options import DEVICE_HINT, DEVICE_PATTERN, check_options, option, options_of
+
 DEFAULT_REASONER_MODEL = "Ricky06662/Seg-Zero-7B"
 DEFAULT_SAM2_MODEL = "facebook/sam2-hiera-large"
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+GRAPH_PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+_SEGMENTER_BACKEND = "Segmenter backend registered in segzero_ros.backends (sam2, onnxruntime, tensorrt, box, …)."
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReasonerConfig:
-    backend: str = "transformers"
-    """Registered reasoner backend (see segzero_ros.backends.REASONER_BACKENDS)."""
-    model: str = DEFAULT_REASONER_MODEL
-    """Hugging Face model id or local folder."""
-    device: str = "auto"
-    """"auto" (CUDA when available), "cpu", "cuda" or "cuda:N"."""
-    dtype: str = "auto"
-    """"auto" = bfloat16 on CUDA, float32 on CPU; or "bfloat16", "float16", "float32"."""
-    max_new_tokens: int = 1024
-    attn_implementation: str | None = None
-    """e.g. "sdpa" or "flash_attention_2"; None lets transformers choose."""
-    trust_remote_code: bool = False
-    """Never needed for Qwen2.5-VL; kept off so a model folder cannot run its own code."""
+    """What every reasoner backend reads."""
+
+    section = "reasoner"
+    """Prefix of its flat option names (reasoner.model)."""
+
+    backend: str = option("transformers", "Reasoner backend registered in segzero_ros.backends "
+                                          "(transformers, scripted, …).")
+    model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder (scripted: a JSON "
+                                                "file of recorded outputs).")
+
+    def __post_init__(self) -> None:
+        check_options(self, f"{self.section}.")
+        if not self.backend.strip():
+            raise ValueError(f"{self.section}.backend must name a backend")
 
 
-@dataclass
+@dataclass(frozen=True)
+class TransformersReasonerConfig(ReasonerConfig):
+    """The in-process Qwen2.5-VL reasoner (`transformers` backend)."""
+
+    device: str = option("auto", "Torch device.", pattern=DEVICE_PATTERN, pattern_hint=DEVICE_HINT)
+    dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
+                        choices=DTYPES)
+    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens.",
+                                 minimum=1, maximum=32768)
+    attn_implementation: str | None = option(None, "Attention kernel, e.g. sdpa or flash_attention_2; unset "
+                                                   "lets transformers choose.", kind=str)
+    trust_remote_code: bool = option(False, "Allow a model folder to run its own Python code (never needed "
+                                            "for Qwen2.5-VL).")
+
+
+@dataclass(frozen=True)
 class SegmenterConfig:
-    backend: str = "sam2"
-    """Registered segmenter backend (see segzero_ros.backends.SEGMENTER_BACKENDS)."""
-    model: str = DEFAULT_SAM2_MODEL
-    """Hugging Face model id of a SAM2 checkpoint; ignored when `checkpoint` is set."""
-    config: str | None = None
-    """sam2 package config name (e.g. configs/sam2.1/sam2.1_hiera_l.yaml); required with `checkpoint`."""
-    checkpoint: str | None = None
-    """Local SAM2 .pt checkpoint; None with a `model` id resolves through the hub cache."""
-    image_size: int | None = None
-    """Encoder input side; None keeps the config's (1024). Smaller sizes are for fast tests only."""
-    device: str = "auto"
-    multimask_output: bool = True
-    onnx_dir: str | None = None
-    """onnxruntime/tensorrt backends: folder from `segzero export-sam2` (graphs + sam2_onnx.json). None exports
-    the SAM2 model named above once into the cache (needs torch + sam2 on that machine)."""
-    precision: str = "auto"
-    """onnxruntime/tensorrt backends: "fp32" or "fp16" graphs/engines; "auto" = fp16 for tensorrt, fp32 for
-    onnxruntime (fp16 is slower on onnxruntime's CPU provider). "int8" (onnxruntime, CPU provider only): the
-    fp32 encoder with int8 weights, derived into the cache on first use; ~2x faster on CPUs with VNNI/AMX
-    but not parity-exact, so `auto` never picks it."""
-    providers: str = ""
-    """onnxruntime backend: comma-separated execution providers in priority order (e.g.
-    "CUDAExecutionProvider,CPUExecutionProvider"); empty = chosen from `device`."""
-    cpu_threads: int = 0
-    """onnxruntime backend: intra-op threads on the CPU provider; 0 = onnxruntime's default (all cores)."""
-    engine_cache_dir: str | None = None
-    """tensorrt backend: folder for built engines and the timing cache; None = <cache root>/tensorrt
-    ($SEGZERO_CACHE, else ~/.cache/segzero_ros)."""
+    """What every SAM2 segmenter backend reads (the box baseline reads none of it)."""
+
+    section = "segmenter"
+
+    backend: str = option("sam2", _SEGMENTER_BACKEND)
+    model: str = option(DEFAULT_SAM2_MODEL, "Hugging Face id of a SAM2 checkpoint; ignored when "
+                                            "segmenter.checkpoint is set.")
+    config: str | None = option(None, "sam2 config name (e.g. configs/sam2.1/sam2.1_hiera_l.yaml), needed with "
+                                      "a checkpoint file.", kind=str)
+    checkpoint: str | None = option(None, "Local SAM2 .pt checkpoint; unset resolves segmenter.model.", kind=str)
+    image_size: int | None = option(None, "Encoder input side in pixels; unset keeps the model's own (1024). "
+                                          "Smaller sizes are for fast tests.", kind=int, minimum=0, maximum=4096)
+    device: str = option("auto", "Device (torch, or the onnxruntime/TensorRT GPU).", pattern=DEVICE_PATTERN,
+                         pattern_hint=DEVICE_HINT)
+    multimask_output: bool = option(True, "Let SAM2 propose three masks and keep the best-scoring one "
+                                          "(Seg-Zero's setting).")
+
+    def __post_init__(self) -> None:
+        check_options(self, f"{self.section}.")
+        if not self.backend.strip():
+            raise ValueError(f"{self.section}.backend must name a backend")
 
 
-@dataclass
+@dataclass(frozen=True)
+class ExportedGraphsConfig(SegmenterConfig):
+    """What both runtimes of the exported SAM2 graphs read."""
+
+    onnx_dir: str | None = option(None, "Folder from `segzero export-sam2`; unset exports segmenter.model once "
+                                        "into the cache (needs torch + sam2 on this machine).", kind=str)
+    precision: str = option("auto", "fp32 or fp16 graphs/engines; auto = fp16 for tensorrt, fp32 for "
+                                    "onnxruntime; int8 = onnxruntime CPU only, int8 encoder weights (faster, not "
+                                    "parity-exact).", choices=GRAPH_PRECISIONS)
+
+    @property
+    def graph_precision(self) -> str:
+        """Which exported graphs the precision reads (int8 is derived from fp32)."""
+        return {"auto": "fp32", "int8": "fp32"}.get(self.precision, self.precision)
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeSegmenterConfig(ExportedGraphsConfig):
+    backend: str = option("onnxruntime", _SEGMENTER_BACKEND)
+    providers: str = option("", "onnxruntime execution providers, comma-separated in priority order; empty = "
+                                "chosen from segmenter.device.")
+    cpu_threads: int = option(0, "onnxruntime CPU intra-op threads; 0 = onnxruntime's default.",
+                              minimum=0, maximum=1024)
+
+
+@dataclass(frozen=True)
+class TensorRTSegmenterConfig(ExportedGraphsConfig):
+    backend: str = option("tensorrt", _SEGMENTER_BACKEND)
+    engine_cache_dir: str | None = option(None, "Folder for built TensorRT engines and the timing cache; unset "
+                                                "= <cache root>/tensorrt.", kind=str)
+
+    @property
+    def graph_precision(self) -> str:
+        return "fp16" if self.precision == "auto" else self.precision
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
-    reasoner: ReasonerConfig = field(default_factory=ReasonerConfig)
+    reasoner: ReasonerConfig = field(default_factory=TransformersReasonerConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
 
 
-T = TypeVar("T")
+C = TypeVar("C")
 
 
-def from_mapping(cls: type[T], values: dict[str, Any]) -> T:
-    """Build a config dataclass from a plain mapping (YAML, ROS parameters), rejecting unknown keys."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls} is not a config dataclass")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(known)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        nested = known[name].default_factory  # type: ignore[misc]
-        if isinstance(value, dict) and nested is not dataclasses.MISSING and dataclasses.is_dataclass(nested):
-            kwargs[name] = from_mapping(nested, value)  # type: ignore[arg-type]
-        else:
-            kwargs[name] = value
+def widen(config: Any, cls: type[C]) -> C:
+    """`config` as an instance of `cls`: unchanged when it already is one; a base-class config (e.g. a plain
+    SegmenterConfig naming the onnxruntime backend) gains `cls`'s extra fields at their defaults."""
+    if isinstance(config, cls):
+        return config
+    if type(config) not in cls.__mro__:
+        raise TypeError(f"backend {config.backend!r} takes a {cls.__name__}, not a {type(config).__name__}")
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return cls(**values)
+
+
+def from_flat(cls: type[C], values: dict[str, Any]) -> C:
+    """A config of `cls` from flat option values (ROS parameters, YAML scalars) by field name: missing names
+    take their defaults, "" / 0 mean unset for optional fields, names `cls` does not have are ignored."""
+    declared = options_of(cls)
+    kwargs = {name: declared[name].from_flat(value) for name, value in values.items() if name in declared}
     return cls(**kwargs)
+
+
+__all__ = [
+    "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "ExportedGraphsConfig",
+    "OnnxRuntimeSegmenterConfig", "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
+    "TransformersReasonerConfig", "from_flat", "widen",
+]

@@ -7,6 +7,7 @@ memory) becomes a result with an explicit ErrorKind, so callers such as the ROS 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 
@@ -38,6 +39,14 @@ def validate_image(image: object) -> str | None:
 
 def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def trim_gpu_cache() -> None:
+    """After a failed model call (e.g. CUDA out of memory) hand the call's cached blocks back to the driver, so
+    the next command, or another process on the GPU, starts clean. Shutdown is the backends' close()."""
+    torch = sys.modules.get("torch")  # never import torch just to free memory it does not hold
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class SegZeroPipeline:
@@ -77,6 +86,7 @@ class SegZeroPipeline:
             outputs: list[ReasonerOutput | BaseException] = list(self.reasoner.reason_batch(images, questions))
         except Exception as exc:
             LOG.exception("reasoner failed")
+            trim_gpu_cache()
             return [exc] * len(images)
         if len(outputs) != len(images):
             error = RuntimeError(f"reasoner returned {len(outputs)} outputs for {len(images)} inputs")
@@ -111,6 +121,7 @@ class SegZeroPipeline:
             segment = self.segmenter.segment(answer.box, answer.points)
         except Exception as exc:
             LOG.exception("segmenter failed")
+            trim_gpu_cache()
             elapsed = time.perf_counter() - encode_started
             return self._error(
                 question, size, ErrorKind.SEGMENTER_FAILED, describe_exception(exc),
@@ -118,6 +129,12 @@ class SegZeroPipeline:
                 timings=StageTimings(reason_s=reason_s, encode_s=elapsed, total_s=reason_s + elapsed), **common,
             )
         finished = time.perf_counter()
+        if segment.mask.shape != image.shape[:2]:
+            return self._error(
+                question, size, ErrorKind.SEGMENTER_FAILED,
+                f"segmenter returned a {segment.mask.shape} mask for a {image.shape[:2]} image",
+                box=answer.box, points=answer.points, **common,
+            )
         timings = StageTimings(
             reason_s=reason_s,
             encode_s=decode_started - encode_started,

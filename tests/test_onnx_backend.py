@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig
+from segzero_ros.config import OnnxRuntimeSegmenterConfig, PipelineConfig, ReasonerConfig, TensorRTSegmenterConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
-from segzero_ros.export.manifest import MANIFEST_FILENAME, GraphSpec, TensorSpec, load_manifest
-from segzero_ros.export.processing import (
+from segzero_ros.segmentation.base import Segmenter
+from segzero_ros.segmentation.manifest import MANIFEST_FILENAME, GraphSpec, TensorSpec, load_manifest
+from segzero_ros.segmentation.processing import (
     LogitUpsampler,
     MaskSelection,
     bilinear_matrix,
@@ -26,7 +27,6 @@ from segzero_ros.export.processing import (
     resize_for_encoder,
     select_candidates,
 )
-from segzero_ros.segmentation.base import Segmenter
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +191,7 @@ def test_cpu_session_loads_the_rewritten_encoder_and_leaves_the_files_alone(segm
     graph file TensorRT reads is untouched."""
     import hashlib
 
-    from segzero_ros.export.cpu_graph import CpuRewriteReport
+    from segzero_ros.segmentation.cpu_graph import CpuRewriteReport
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
 
     assert segmenter.cpu_rewrite == CpuRewriteReport(gelu=12, attention=0)
@@ -213,7 +213,7 @@ def test_cpu_rewrite_of_every_attention_block_keeps_the_encoder_outputs(export_d
     import onnx
     import onnxruntime as ort
 
-    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+    from segzero_ros.segmentation.cpu_graph import optimize_encoder_for_cpu
 
     path = export_dir / load_manifest(export_dir).graph("fp32", "encoder").file
     original = onnx.load(str(path))
@@ -247,7 +247,7 @@ def test_int8_encoder_is_built_once_into_the_cache_and_keeps_the_masks(export_di
     import onnx
 
     from segzero_ros.backends import build_segmenter
-    from segzero_ros.export.cpu_graph import CpuRewriteReport
+    from segzero_ros.segmentation.cpu_graph import CpuRewriteReport
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
 
     manifest = load_manifest(export_dir)
@@ -272,7 +272,7 @@ def test_int8_encoder_is_built_once_into_the_cache_and_keeps_the_masks(export_di
         int8.close()
     # By configuration (as the pipeline and node load it): the default cache root holds the same build.
     monkeypatch.setenv("SEGZERO_CACHE", str(tmp_path))
-    again = build_segmenter(SegmenterConfig(backend="onnxruntime", onnx_dir=str(export_dir), precision="int8",
+    again = build_segmenter(OnnxRuntimeSegmenterConfig(onnx_dir=str(export_dir), precision="int8",
                                             cpu_threads=1))
     assert isinstance(again, OnnxRuntimeSegmenter)
     assert again.int8_encoder is not None and not again.int8_encoder.built
@@ -286,7 +286,7 @@ def test_int8_encoder_is_built_once_into_the_cache_and_keeps_the_masks(export_di
 
 
 def test_int8_is_cpu_only_and_the_recipe_follows_the_cpu() -> None:
-    from segzero_ros.export.cpu_int8 import needs_reduced_range
+    from segzero_ros.segmentation.cpu_int8 import needs_reduced_range
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
 
     for device, providers, named in (("cuda", "", "device 'cuda'"), ("cpu", "CUDAExecutionProvider", "providers")):
@@ -318,7 +318,7 @@ def test_gelu_forms_are_fused_and_lookalikes_are_not(form: str, fused: bool) -> 
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from segzero_ros.export.cpu_graph import optimize_encoder_for_cpu
+    from segzero_ros.segmentation.cpu_graph import optimize_encoder_for_cpu
 
     def const(name: str, value: float) -> onnx.TensorProto:
         return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
@@ -358,7 +358,7 @@ def test_registry_builds_it_from_config_and_auto_exports_into_the_cache(
     from segzero_ros.backends import build_segmenter
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
 
-    explicit = build_segmenter(SegmenterConfig(backend="onnxruntime", onnx_dir=str(export_dir), device="cpu",
+    explicit = build_segmenter(OnnxRuntimeSegmenterConfig(onnx_dir=str(export_dir), device="cpu",
                                                cpu_threads=1))
     assert isinstance(explicit, OnnxRuntimeSegmenter) and explicit.name.endswith(":fp32")
     explicit.close()
@@ -366,8 +366,7 @@ def test_registry_builds_it_from_config_and_auto_exports_into_the_cache(
     # No onnx_dir: the configured checkpoint's cached export is found (here: the one the fixture made).
     monkeypatch.setenv("SEGZERO_CACHE", str(export_dir.parent.parent))
     written_at = (export_dir / MANIFEST_FILENAME).stat().st_mtime_ns
-    config = tiny_sam2.segmenter_config()
-    config.backend, config.precision, config.cpu_threads = "onnxruntime", "fp16", 1
+    config = tiny_sam2.segmenter_config(backend="onnxruntime", precision="fp16", cpu_threads=1)
     automatic = build_segmenter(config)
     assert automatic.name.endswith(":fp16")
     assert (export_dir / MANIFEST_FILENAME).stat().st_mtime_ns == written_at  # reused, not re-exported
@@ -382,7 +381,7 @@ def test_load_errors_name_the_fix(export_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
         OnnxRuntimeSegmenter.from_onnx_dir(export_dir, device="cuda")
     with pytest.raises(ModelLoadError, match="precision for onnxruntime must be auto, fp32, fp16, int8"):
-        OnnxRuntimeSegmenter.from_config(SegmenterConfig(backend="onnxruntime", onnx_dir=str(export_dir),
+        OnnxRuntimeSegmenter.from_config(OnnxRuntimeSegmenterConfig(onnx_dir=str(export_dir),
                                                          precision="bf16"))
     cpu_only = ["CPUExecutionProvider"]
     assert resolve_providers("auto", "", cpu_only) == ["CPUExecutionProvider"]
@@ -405,10 +404,7 @@ def test_pipeline_runs_on_onnxruntime_by_config_change_only(export_dir: Path, ti
     image = rng_image(*ODD, seed=11)
     results = {}
     for backend in ("sam2", "onnxruntime"):
-        segmenter = tiny_sam2.segmenter_config()
-        segmenter.backend = backend
-        if backend == "onnxruntime":
-            segmenter.onnx_dir, segmenter.cpu_threads = str(export_dir), 1
+        segmenter = tiny_sam2.segmenter_config(backend=backend, onnx_dir=str(export_dir), cpu_threads=1)
         pipeline = build_pipeline(PipelineConfig(reasoner=reasoner, segmenter=segmenter))
         try:
             results[backend] = pipeline.run(image, "the mug")
@@ -509,7 +505,7 @@ def test_tensorrt_backend_without_tensorrt_is_one_clear_error(export_dir: Path) 
     from segzero_ros.cli import main
 
     with pytest.raises(BackendUnavailableError, match=r"tensorrt package is not importable.*pip install tensorrt"):
-        build_segmenter(SegmenterConfig(backend="tensorrt", onnx_dir=str(export_dir)))
+        build_segmenter(TensorRTSegmenterConfig(onnx_dir=str(export_dir)))
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         code = main(["build-engine", "--onnx-dir", str(export_dir)])

@@ -24,7 +24,7 @@ from segzero_ros.export.graph_check import (
     check_exported_graph,
     tensorrt_problems,
 )
-from segzero_ros.export.manifest import MANIFEST_FILENAME, load_manifest
+from segzero_ros.segmentation.manifest import MANIFEST_FILENAME, load_manifest
 
 pytestmark = pytest.mark.slow
 

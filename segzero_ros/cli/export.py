@@ -83,8 +83,8 @@ def source_config(args: argparse.Namespace) -> SegmenterConfig:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from segzero_ros.export.manifest import sha256_of_file
     from segzero_ros.export.onnx_export import export_matches, export_sam2_onnx, load_sam2_source, resolve_checkpoint
+    from segzero_ros.segmentation.manifest import sha256_of_file
 
     config = source_config(args)
     config_name, checkpoint = resolve_checkpoint(config)
@@ -105,8 +105,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_build_engine(args: argparse.Namespace) -> int:
+    from segzero_ros.export.onnx_export import add_fp16_graphs
+    from segzero_ros.segmentation.manifest import load_manifest
     from segzero_ros.segmentation.tensorrt_backend import build_engines
 
+    if args.precision == "fp16" and "fp16" not in load_manifest(args.onnx_dir).graphs:
+        progress(f"{args.onnx_dir} has no fp16 graphs yet: converting the fp32 ones")
+        add_fp16_graphs(Path(args.onnx_dir).expanduser(), progress)
     engines = build_engines(args.onnx_dir, args.cache, precision=args.precision, device=args.device, progress=progress)
     for role, path in engines.items():
         print(f"{role}: {path}")

@@ -61,30 +61,32 @@ def add_model_arguments(parser: Any) -> None:
     models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
 
 
-def segmenter_config_from_arg(value: str, backend: str, device: str) -> SegmenterConfig:
-    """--sam2 value → SegmenterConfig (HF id, CHECKPOINT.pt, or CONFIG.yaml:CHECKPOINT.pt)."""
+def sam2_source(value: str) -> dict[str, str]:
+    """--sam2 value → the SegmenterConfig fields naming the model (HF id, CHECKPOINT.pt, CONFIG.yaml:CHECKPOINT.pt)."""
     if ":" in value and value.split(":", 1)[0].endswith((".yaml", ".yml")):
         config_name, checkpoint = value.split(":", 1)
-        return SegmenterConfig(backend=backend, config=config_name, checkpoint=checkpoint, device=device)
+        return {"config": config_name, "checkpoint": checkpoint}
     if value.endswith((".pt", ".pth")) or Path(value).is_file():
-        return SegmenterConfig(backend=backend, checkpoint=value, device=device)
-    return SegmenterConfig(backend=backend, model=value, device=device)
+        return {"checkpoint": value}
+    return {"model": value}
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    from segzero_ros.config import ReasonerConfig
+    from segzero_ros.backends import reasoner_config_for
 
     return PipelineConfig(
-        reasoner=ReasonerConfig(
-            backend=args.reasoner_backend, model=args.reasoner, device=args.device, max_new_tokens=args.max_new_tokens
-        ),
-        segmenter=with_graph_options(segmenter_config_from_arg(args.sam2, args.segmenter, args.device), args),
+        reasoner=reasoner_config_for(args.reasoner_backend, model=args.reasoner, device=args.device,
+                                     max_new_tokens=args.max_new_tokens),
+        segmenter=segmenter_config_from_args(sam2_source(args.sam2), args),
     )
 
 
-def with_graph_options(config: SegmenterConfig, args: argparse.Namespace) -> SegmenterConfig:
-    """--onnx-dir and --segmenter-precision onto a segmenter config (they matter to the graph backends only)."""
-    return dataclasses.replace(config, onnx_dir=args.onnx_dir or config.onnx_dir, precision=args.segmenter_precision)
+def segmenter_config_from_args(source: dict[str, Any], args: argparse.Namespace) -> SegmenterConfig:
+    """The chosen segmenter backend's config; --onnx-dir / --segmenter-precision reach only the graph backends."""
+    from segzero_ros.backends import segmenter_config_for
+
+    return segmenter_config_for(args.segmenter, **{"device": args.device, **source}, onnx_dir=args.onnx_dir,
+                                precision=args.segmenter_precision)
 
 
 def tiny_config(args: argparse.Namespace) -> PipelineConfig:
@@ -92,11 +94,13 @@ def tiny_config(args: argparse.Namespace) -> PipelineConfig:
 
     print(f"NOTE: {TINY_WARNING}.", file=sys.stderr)
     config = tiny_pipeline_config(device="cpu" if args.device == "auto" else args.device)
-    config.reasoner.max_new_tokens = args.max_new_tokens
-    if args.segmenter != "sam2":  # e.g. the tiny SAM2 through onnxruntime, or the box baseline
-        config.segmenter.backend = args.segmenter
-    config.segmenter = with_graph_options(config.segmenter, args)
-    return config
+    tiny_sam2 = config.segmenter  # through any backend: e.g. onnxruntime, or the box baseline
+    source = {"config": tiny_sam2.config, "checkpoint": tiny_sam2.checkpoint, "image_size": tiny_sam2.image_size,
+              "device": tiny_sam2.device}
+    return PipelineConfig(
+        reasoner=dataclasses.replace(config.reasoner, max_new_tokens=args.max_new_tokens),  # type: ignore[call-arg]
+        segmenter=segmenter_config_from_args(source, args),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

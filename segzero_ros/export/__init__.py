@@ -1,15 +1,11 @@
-"""SAM2 as two ONNX graphs: export, checks, and the contract the onnxruntime and TensorRT backends run.
+"""SAM2 to ONNX: the exportable torch modules, the export itself and the checks of what it wrote.
 
-- `manifest`: the JSON written beside the graphs (model, image size, opset, tensors, hashes).
-- `processing`: numpy pre/post-processing shared by every graph runtime (resize, prompts, mask choice,
-  upsampling), matching SAM2ImagePredictor.
-- `runtime`: the Segmenter base class both graph backends build on.
-- `tensorrt_ops`: the allow-list of ONNX operators TensorRT's ONNX parser takes, and the graph check.
-- `wrappers` / `onnx_export`: the exportable torch modules and the export itself (need torch + sam2).
+- `wrappers`: the torch modules that become the two graphs (image encoder; prompt encoder + mask decoder).
+- `onnx_export`: the export (fp32, optional fp16), the cached export a graph backend uses when
+  `segmenter.onnx_dir` is unset (`with_exported_graphs`, the registry's preparation step), fp16 conversion.
+- `graph_check`: onnx.checker, strict shape inference and the allow-list of operators TensorRT's ONNX parser
+  takes.
 
-Importing this package (or manifest/processing/runtime/tensorrt_ops) never imports torch.
+Only exports: what runs the graphs (manifest reading, pre/post-processing, the onnxruntime and TensorRT
+backends) lives in `segzero_ros.segmentation`, which never imports this package.
 """
-
-from segzero_ros.export.manifest import MANIFEST_FILENAME, GraphSpec, Sam2OnnxManifest, TensorSpec, load_manifest
-
-__all__ = ["MANIFEST_FILENAME", "GraphSpec", "Sam2OnnxManifest", "TensorSpec", "load_manifest"]

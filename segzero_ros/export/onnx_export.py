@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import tempfile
 import time
@@ -25,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import ExportedGraphsConfig, SegmenterConfig
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.export.graph_check import check_exported_graph
-from segzero_ros.export.manifest import (
+from segzero_ros.files import build_folder_atomically
+from segzero_ros.segmentation.manifest import (
     DECODER,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -44,8 +46,9 @@ from segzero_ros.export.manifest import (
     load_manifest,
     sha256_of_file,
 )
-from segzero_ros.export.processing import IMAGE_MEAN, IMAGE_STD
-from segzero_ros.files import build_folder_atomically
+from segzero_ros.segmentation.processing import IMAGE_MEAN, IMAGE_STD
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 GRAPH_FILES = {
@@ -250,6 +253,31 @@ def export_matches(out_dir: Path, source_sha256: str, config_name: str, image_si
             and (image_size is None or model.image_size == image_size)
             and all(p in manifest.graphs for p in precisions)
             and all((out_dir / spec.file).is_file() for roles in manifest.graphs.values() for spec in roles.values()))
+
+
+def with_exported_graphs(config: ExportedGraphsConfig) -> ExportedGraphsConfig:
+    """The registry's preparation step for the graph backends (onnxruntime, tensorrt): `config` with an
+    onnx_dir holding the graphs its precision reads. Unset: the configured SAM2 model is exported once into
+    the cache (needs torch + sam2 here; robots usually ship an exported folder). Set without the fp16 pair
+    an fp16 precision needs: the fp32 graphs are converted beside them (no torch needed)."""
+    precision = config.graph_precision
+    if precision not in GRAPH_FILES:
+        return config  # the backend itself refuses the precision, with its own hint
+    if config.onnx_dir:
+        folder = Path(config.onnx_dir).expanduser()
+        exported = (folder / MANIFEST_FILENAME).is_file()
+        if precision == "fp16" and exported and "fp16" not in load_manifest(folder).graphs:
+            LOG.warning("%s has no fp16 graphs yet: converting the fp32 ones", folder)
+            add_fp16_graphs(folder, LOG.warning)
+        return config
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("sam2") is None:
+        raise BackendUnavailableError(
+            f"segmenter backend {config.backend!r} needs exported SAM2 graphs: set segmenter.onnx_dir to a folder "
+            f"from `segzero export-sam2` (this machine lacks torch/sam2 to export them itself)")
+    folder = ensure_onnx_export(config, precision, progress=LOG.warning)  # once, but minutes for large models
+    return dataclasses.replace(config, onnx_dir=str(folder))
 
 
 def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path | None = None,

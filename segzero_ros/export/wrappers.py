@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segzero_ros.export.processing import IMAGE_MEAN, IMAGE_STD
+from segzero_ros.segmentation.processing import IMAGE_MEAN, IMAGE_STD
 from segzero_ros.segmentation.sam2_backend import sam2_feature_sizes
 
 

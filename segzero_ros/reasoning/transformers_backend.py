@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig
+from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig, widen
 from segzero_ros.core.geometry import resize_to_reasoning_frame
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.devices import resolve_torch_device
@@ -128,12 +128,13 @@ class TransformersReasoner(BatchReasonerBase):
     def __init__(self, model: Any, processor: Any, config: ReasonerConfig) -> None:
         self._model: Any = model
         self._processor: Any = prepare_processor_for_generation(processor)
-        self._config = config
+        self._config = widen(config, TransformersReasonerConfig)
         self._eos_ids = _eos_token_ids(model, processor)
 
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
         """Load model and processor; every load failure becomes a ModelLoadError that says how to fix it."""
+        config = widen(config, TransformersReasonerConfig)
         device = resolve_torch_device(config.device, "reasoner")
         dtype = resolve_dtype(config.dtype, device)
         path = Path(config.model).expanduser()

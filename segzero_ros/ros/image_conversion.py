@@ -169,3 +169,57 @@ def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     if decoded is None:
         raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r})")
     return np.ascontiguousarray(decoded[:, :, ::-1])
+
+
+def frame_problem(msg: Image | CompressedImage, max_pixels: int) -> str | None:
+    """Why a camera message cannot be used, or None. Cheap enough for every frame: metadata against the data's
+    length through numpy views (copying only in rare layouts: byte-swapped 16-bit data, or a last row sent
+    without its padding). Compressed frames are only checked for being non-empty: decoding waits for a command."""
+    if isinstance(msg, CompressedImage):
+        return "compressed image is empty" if len(msg.data) == 0 else None
+    if int(msg.width) * int(msg.height) > max_pixels:
+        return f"image of {msg.width}×{msg.height} pixels is larger than max_image_pixels ({max_pixels})"
+    try:
+        image_to_array(msg)  # validates encoding, sizes, step and data length; views, does not copy
+    except ImageConversionError as exc:
+        return str(exc)
+    return None
+
+
+def frame_to_rgb8(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
+    """RGB H×W×3 uint8 of a camera message; ImageConversionError (a ValueError) says why not. A compressed
+    frame's declared size is checked before decoding: a small file can unpack to gigabytes."""
+    if not isinstance(msg, CompressedImage):
+        return image_to_rgb8(msg)
+    declared = _compressed_size(msg.data)
+    if declared is not None and declared[0] * declared[1] > max_pixels:
+        raise ImageConversionError(f"compressed image of {declared[0]}×{declared[1]} pixels is larger than "
+                                   f"max_image_pixels ({max_pixels})")
+    try:
+        rgb = compressed_to_rgb8(msg)
+    except ImageConversionError:
+        raise
+    except Exception as exc:  # cv2.error, e.g. a header claiming more than OpenCV's own pixel limit
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r}): {first}") from exc
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageConversionError(f"decoded image of {rgb.shape[1]}×{rgb.shape[0]} pixels is larger than "
+                                   f"max_image_pixels ({max_pixels})")
+    return rgb
+
+
+def _compressed_size(data: Any) -> tuple[int, int] | None:
+    """(width, height) from a compressed image's header without decoding it; None when PIL cannot tell."""
+    import io
+    import warnings
+
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(bytes(data))) as image:
+                width, height = image.size
+                return int(width), int(height)
+    except Exception:  # unknown format, or beyond PIL's own bomb limit: OpenCV decides (and limits) then
+        return None

@@ -41,10 +41,16 @@ class Segmenter(Protocol):
         ...
 
 
+def best_index(scores: np.ndarray) -> int:
+    """Seg-Zero keeps the highest-scoring of SAM2's multimask outputs; the first of equal scores wins.
+    The one rule every backend applies (the graph runtimes then upsample only the winner)."""
+    return int(np.argmax(scores))
+
+
 def select_best_mask(masks: np.ndarray, scores: np.ndarray) -> SegmentOutput:
-    """Seg-Zero keeps the highest-scoring of SAM2's multimask outputs; shared by every backend."""
+    """The best-scoring mask of N full-resolution candidates (:func:`best_index`)."""
     if masks.ndim != 3 or scores.ndim != 1 or masks.shape[0] != scores.shape[0] or scores.size == 0:
         raise ValueError(f"expected N×H×W masks and N scores, got {masks.shape} and {scores.shape}")
-    best = int(np.argmax(scores))
+    best = best_index(scores)
     return SegmentOutput(mask=np.asarray(masks[best] > 0 if masks.dtype != np.bool_ else masks[best]),
                          score=float(scores[best]))

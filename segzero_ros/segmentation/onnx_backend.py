@@ -3,16 +3,16 @@
 Select it with `segmenter.backend: onnxruntime`. With `segmenter.onnx_dir` unset, the configured SAM2
 checkpoint is exported once into the cache (needs torch + sam2); on a robot point onnx_dir at a folder
 made by `segzero export-sam2`. Pre/post-processing is shared with the TensorRT backend
-(segzero_ros.export.processing), so both match SAM2ImagePredictor.
+(segzero_ros.segmentation.processing), so both match SAM2ImagePredictor.
 
 The encoder's outputs stay inside onnxruntime (OrtValues, on the GPU with the CUDA provider) and are bound
 straight into the decoder, so repeated `segment` calls on one image copy only the prompt in and the
 small low-res masks out.
 
-On the CPU provider (fp32) the encoder is loaded through a CPU-only rewrite (segzero_ros.export.cpu_graph:
+On the CPU provider (fp32) the encoder is loaded through a CPU-only rewrite (segzero_ros.segmentation.cpu_graph:
 fused GELU and long-sequence attention, onnxruntime contrib operators), made in memory at load time; the
 graph files on disk, which TensorRT also reads, stay plain ONNX. `segmenter.precision: int8` (CPU only)
-runs that rewritten encoder with int8 weights, derived once into the cache (segzero_ros.export.cpu_int8):
+runs that rewritten encoder with int8 weights, derived once into the cache (segzero_ros.segmentation.cpu_int8):
 about twice as fast on a CPU with VNNI/AMX, at the cost of exact parity with the torch backend.
 """
 
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import OnnxRuntimeSegmenterConfig, SegmenterConfig, widen
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
-from segzero_ros.export.cpu_graph import CpuRewriteReport
-from segzero_ros.export.cpu_int8 import Int8Encoder, ensure_int8_encoder
-from segzero_ros.export.manifest import (
+from segzero_ros.segmentation.cpu_graph import CpuRewriteReport
+from segzero_ros.segmentation.cpu_int8 import Int8Encoder, ensure_int8_encoder
+from segzero_ros.segmentation.graph_runtime import Sam2GraphSegmenter, require_onnx_dir
+from segzero_ros.segmentation.manifest import (
     DECODER,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -38,7 +39,6 @@ from segzero_ros.export.manifest import (
     Sam2OnnxManifest,
     load_manifest,
 )
-from segzero_ros.export.runtime import Sam2GraphSegmenter, resolve_onnx_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ ProviderList = list[str | tuple[str, dict[str, Any]]]
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8 = "int8"
 """CPU provider only: the fp32 export's encoder with int8 weights, derived and cached at load time
-(segzero_ros.export.cpu_int8); the decoder stays fp32."""
+(segzero_ros.segmentation.cpu_int8); the decoder stays fp32."""
 
 
 def resolve_precision(precision: str) -> str:
@@ -116,8 +116,9 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
 
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> OnnxRuntimeSegmenter:
+        config = widen(config, OnnxRuntimeSegmenterConfig)
         precision = resolve_precision(config.precision)
-        onnx_dir = resolve_onnx_dir(config, graph_precision(precision))
+        onnx_dir = require_onnx_dir(config)
         return cls.from_onnx_dir(onnx_dir, precision=precision, device=config.device, providers=config.providers,
                                  cpu_threads=config.cpu_threads, multimask_output=config.multimask_output)
 
@@ -209,7 +210,7 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
 
 def _rewritten_for_cpu(path: Path) -> tuple[bytes, CpuRewriteReport]:
     """The encoder graph with the CPU-only fusions applied, serialised for InferenceSession."""
-    from segzero_ros.export.cpu_graph import load_encoder_for_cpu
+    from segzero_ros.segmentation.cpu_graph import load_encoder_for_cpu
 
     model, report = load_encoder_for_cpu(path)
     return model.SerializeToString(), report

@@ -34,9 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import SegmenterConfig, TensorRTSegmenterConfig, widen
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
-from segzero_ros.export.manifest import (
+from segzero_ros.files import write_atomically
+from segzero_ros.segmentation.graph_runtime import Sam2GraphSegmenter, require_onnx_dir
+from segzero_ros.segmentation.manifest import (
     DECODER,
     DECODER_OUTPUTS,
     ENCODER,
@@ -46,8 +48,6 @@ from segzero_ros.export.manifest import (
     Sam2OnnxManifest,
     load_manifest,
 )
-from segzero_ros.export.runtime import Sam2GraphSegmenter, resolve_onnx_dir
-from segzero_ros.files import write_atomically
 
 LOG = logging.getLogger(__name__)
 
@@ -181,11 +181,9 @@ def build_engines(onnx_dir: Path | str, cache_dir: Path | str | None = None, pre
     device_index = cuda_device_index(device)
     folder = Path(onnx_dir).expanduser()
     manifest = load_manifest(folder)
-    if precision == "fp16" and "fp16" not in manifest.graphs:
-        from segzero_ros.export.onnx_export import add_fp16_graphs
-
-        progress(f"{folder} has no fp16 graphs yet: converting the fp32 ones")
-        manifest = add_fp16_graphs(folder, progress)
+    if precision not in manifest.graphs:
+        raise ModelLoadError(f"{folder} has no {precision} graphs: export them (`segzero export-sam2 --fp16`), or "
+                             "build through segzero_ros.backends.build_segmenter, which converts the fp32 ones")
     cache = Path(cache_dir).expanduser() if cache_dir else default_engine_cache_dir()  # "" from ROS params = unset
     cache.mkdir(parents=True, exist_ok=True)
     import torch
@@ -332,10 +330,11 @@ class TensorRTSegmenter(Sam2GraphSegmenter):
 
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> TensorRTSegmenter:
+        config = widen(config, TensorRTSegmenterConfig)
         import_tensorrt()
         device_index = cuda_device_index(config.device)
         precision = resolve_precision(config.precision)
-        onnx_dir = resolve_onnx_dir(config, precision)
+        onnx_dir = require_onnx_dir(config)
         engines = build_engines(onnx_dir, config.engine_cache_dir, precision=precision, device=f"cuda:{device_index}",
                                 progress=LOG.warning)
         manifest = load_manifest(onnx_dir)

@@ -56,6 +56,8 @@ class FaultScript:
     steps: deque[Fault] = field(default_factory=deque)
     load_error: str | None = None
     """When set, building the backend raises ModelLoadError with this message."""
+    slow_load: bool = False
+    """Building the backend blocks (`hanging` set) until `release` is set: a model that takes long to load."""
     release: threading.Event = field(default_factory=threading.Event)
     """Set it to let hanging calls return."""
     hanging: threading.Event = field(default_factory=threading.Event)
@@ -100,6 +102,9 @@ def _script_for(name: str, kind: str) -> FaultScript:
     script = _SCRIPTS.get(name)
     if script is None:
         raise ModelLoadError(f"faulty {kind}: no fault script installed under {name!r}")
+    if script.slow_load:
+        script.hanging.set()
+        script.release.wait(HANG_LIMIT_S)
     if script.load_error is not None:
         raise ModelLoadError(script.load_error)
     return script

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segzero_ros.config import PipelineConfig, ReasonerConfig
+from segzero_ros.config import PipelineConfig, TransformersReasonerConfig
 from segzero_ros.files import default_cache_root
 
 __all__ = ["TINY_WARNING", "default_cache_root", "tiny_pipeline_config"]
@@ -22,5 +22,5 @@ def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu") ->
     from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 
     root = cache_root or default_cache_root()
-    reasoner = ReasonerConfig(model=str(ensure_tiny_qwen(root)), device=device)
+    reasoner = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root)), device=device)
     return PipelineConfig(reasoner=reasoner, segmenter=ensure_tiny_sam2(root).segmenter_config(device=device))

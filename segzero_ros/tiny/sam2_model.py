@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.files import build_folder_atomically
@@ -29,15 +30,13 @@ class TinySam2:
     checkpoint: Path
     image_size: int
 
-    def segmenter_config(self, device: str = "cpu") -> SegmenterConfig:
-        """The SegmenterConfig that loads this model through the regular sam2 backend."""
-        return SegmenterConfig(
-            backend="sam2",
-            config=self.config,
-            checkpoint=str(self.checkpoint),
-            image_size=self.image_size,
-            device=device,
-        )
+    def segmenter_config(self, device: str = "cpu", backend: str = "sam2", **options: Any) -> SegmenterConfig:
+        """The config that loads this model through a regular backend (sam2 by default; `options` are that
+        backend's own fields, e.g. onnx_dir for onnxruntime)."""
+        from segzero_ros.backends import segmenter_config_for
+
+        return segmenter_config_for(backend, config=self.config, checkpoint=str(self.checkpoint),
+                                    image_size=self.image_size, device=device, **options)
 
 
 def tiny_sam2_folder(cache_root: Path) -> Path:

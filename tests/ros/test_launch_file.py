@@ -38,7 +38,7 @@ def test_every_overridden_parameter_exists_and_gets_its_declared_type():
         "reasoner.model": "/models/Seg-Zero-7B", "max_image_age_s": 0.5, "compressed_input": True,
     }
     settings = settings_from_parameters(overrides)  # types and values the node accepts
-    assert settings.pipeline.segmenter.device == "cuda:1" and not settings.autostart
+    assert settings.pipeline.segmenter.device == "cuda:1" and not settings.node.autostart
     with pytest.raises(ValueError, match="autostart must be true or false"):
         launch.parameter_overrides({"autostart": "yes"})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import threading
 
 import pytest
 
@@ -20,7 +21,7 @@ skip_module_unless_ros_runtime()
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from segzero_ros.ros.node import SegZeroNode  # noqa: E402
+from segzero_ros.ros.node import SegZeroNode, autostart_when_spun  # noqa: E402
 from segzero_ros.testing.faults import (  # noqa: E402
     FAULTY_BACKEND,
     Fault,
@@ -210,3 +211,50 @@ def test_segmenter_load_failure_frees_the_loaded_reasoner_and_a_retry_can_succee
     assert node.start()
     publish_image(client, node)
     assert_serves_next_command(client)
+
+
+def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(harness, client):
+    """Autostart as segzero_node runs it (a multi-threaded executor); the load hangs until released."""
+    import time
+
+    from lifecycle_msgs.srv import GetState
+    from rclpy.executors import MultiThreadedExecutor
+
+    slow_name, segmenter_name = f"slow-{next(_script_names)}", f"segmenter-{next(_script_names)}"
+    slow = install_fault_script(slow_name, FaultScript(slow_load=True))
+    install_fault_script(segmenter_name, FaultScript())
+    values = {"reasoner.backend": FAULTY_BACKEND, "reasoner.model": slow_name, "segmenter.backend": FAULTY_BACKEND,
+              "segmenter.model": segmenter_name, "status_period_s": 0.1}
+    node = SegZeroNode(context=harness.context,
+                       parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
+    executor = MultiThreadedExecutor(num_threads=4, context=harness.context)
+    executor.add_node(node)
+    autostart_when_spun(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert slow.hanging.wait(20), "the load never started"
+        get_state = harness.client.create_client(GetState, "/segzero/get_state")
+        assert get_state.wait_for_service(20)
+        asked = time.monotonic()
+        answer = get_state.call_async(GetState.Request())
+        wait_until(answer.done, 10, "get_state during the load")
+        assert time.monotonic() - asked < 0.5
+        assert answer.result().current_state.label == "configuring"
+        loading = client.status.wait_for(lambda m: m.lifecycle_state == "configuring" and m.loading_s > 0.2)
+        assert not loading.ready and loading.configure_error == ""
+        client.wait_connected(camera=False)
+        client.results.clear()
+        client.send_command("during the load")
+        refused = client.results.wait_for(lambda m: m.command == "during the load")
+        assert refused.error_kind == "not_ready" and refused.error.startswith("models are loading (")
+        slow.release.set()
+        ready = client.status.wait_for(lambda m: m.lifecycle_state == "active" and m.ready)
+        assert ready.loading_s == -1.0
+    finally:
+        slow.release.set()
+        executor.remove_node(node)
+        executor.shutdown()
+        node.release()
+        node.destroy_node()
+

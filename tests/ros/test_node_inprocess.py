@@ -114,7 +114,7 @@ class Wiring:
         wait_until(lambda: all(s.get_publisher_count() >= 1 for s in self._subscriptions),
                    what="node's publishers")
         if node.status().lifecycle_state == "active":
-            publisher = self.compressed_pub if node.settings.compressed_input else self.image_pub
+            publisher = self.compressed_pub if node.settings.node.compressed_input else self.image_pub
             wait_until(lambda: publisher.get_subscription_count() >= 1, what="node's image subscription")
 
     def send_image(self, node: SegZeroNode, msg) -> None:
@@ -159,7 +159,7 @@ def make_node(harness, wiring, outputs_file):
         node = SegZeroNode(context=harness.context,
                            parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
         created.append(node)
-        if node.settings.autostart:
+        if node.settings.node.autostart:
             node.start()
         harness.executor.add_node(node)
         wiring.connect(node)
@@ -377,7 +377,7 @@ def test_invalid_parameters_are_rejected_with_a_clear_reason(make_node):
     (outcome,) = good.set_parameters([Parameter("reasoner.device", value="gpu0")])
     assert not outcome.successful and "reasoner.device" in outcome.reason
     (outcome,) = good.set_parameters([Parameter("queue_depth", value=7)])
-    assert outcome.successful and good.settings.queue_depth == 7
+    assert outcome.successful and good.settings.node.queue_depth == 7
 
 
 def test_compressed_input(make_node, wiring):

@@ -26,7 +26,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from segzero_ros.srv import Segment  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from segzero_ros.ros.node import MAX_COMMAND_CHARS, SegZeroNode  # noqa: E402
+from segzero_ros.ros.node import SegZeroNode  # noqa: E402
+from segzero_ros.scheduler import MAX_COMMAND_CHARS  # noqa: E402
 from segzero_ros.testing.node_client import NodeClient, wait_until  # noqa: E402
 
 DOMAIN_ID = 74
@@ -339,7 +340,7 @@ def test_burst_of_100_commands_gets_exactly_100_results(make_node, client):
     assert len({r.command_id for r in results}) == 100
     kinds = collections.Counter(r.error_kind for r in results)
     assert set(kinds) <= {"", "queue_full"}
-    assert kinds[""] >= 1 + node.settings.queue_depth  # at least the running one and a full queue succeed
+    assert kinds[""] >= 1 + node.settings.node.queue_depth  # at least the running one and a full queue succeed
     status = node.status()
     assert status.commands_received == 100
     assert status.results_succeeded + status.results_failed == 100

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig
+from segzero_ros.config import (
+    OnnxRuntimeSegmenterConfig,
+    PipelineConfig,
+    SegmenterConfig,
+    TensorRTSegmenterConfig,
+    TransformersReasonerConfig,
+)
 from segzero_ros.ros.params import (
+    DOCS_FILE,
     NODE_PARAMETERS,
-    config_fields_without_parameter,
+    PARAMS_FILE,
+    SPECS_BY_NAME,
+    docs_with_table,
+    ignored_parameters,
+    parameters_yaml,
     settings_from_parameters,
     validate_value,
 )
-
-PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "segzero.yaml"
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -29,14 +39,54 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def test_every_pipeline_config_field_is_a_node_parameter():
-    assert config_fields_without_parameter() == []
+def test_every_config_field_of_every_backend_is_a_node_parameter():
+    from segzero_ros.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS
+
+    for section, registry in (("reasoner", REASONER_BACKENDS), ("segmenter", SEGMENTER_BACKENDS)):
+        for entry in registry.values():
+            for field in dataclasses.fields(entry.config):
+                assert f"{section}.{field.name}" in SPECS_BY_NAME
+
+
+def test_each_backend_gets_its_own_config_class_with_only_its_fields():
+    onnx = settings_from_parameters({"segmenter.backend": "onnxruntime", "segmenter.cpu_threads": 2}).pipeline
+    assert type(onnx.segmenter) is OnnxRuntimeSegmenterConfig and onnx.segmenter.cpu_threads == 2
+    trt = settings_from_parameters({"segmenter.backend": "tensorrt"}).pipeline.segmenter
+    assert type(trt) is TensorRTSegmenterConfig and not hasattr(trt, "cpu_threads")
+    sam2 = settings_from_parameters({"segmenter.providers": "CPUExecutionProvider"}).pipeline.segmenter
+    assert type(sam2) is SegmenterConfig and not hasattr(sam2, "providers")
+    assert ignored_parameters({"segmenter.providers": "CPUExecutionProvider"}) == [
+        "segmenter.providers (read by onnxruntime only)"]
+    assert SPECS_BY_NAME["segmenter.onnx_dir"].used_by == ("onnxruntime", "tensorrt")
+    assert "Read by the onnxruntime, tensorrt backends." in SPECS_BY_NAME["segmenter.onnx_dir"].description
+
+
+def test_configs_are_frozen_and_validated_where_they_are_made():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SegmenterConfig().device = "cpu"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="segmenter.device must be auto, cpu, cuda or cuda:N; got 'mps'"):
+        SegmenterConfig(device="mps")
+    with pytest.raises(ValueError, match=r"reasoner.max_new_tokens must be >= 1, got 0"):
+        TransformersReasonerConfig(max_new_tokens=0)
+
+
+def test_generated_params_file_and_docs_table_are_checked_in():
+    assert PARAMS_FILE.read_text(encoding="utf-8") == parameters_yaml(), \
+        "config/segzero.yaml is stale: run `python -m segzero_ros.ros.params --write`"
+    docs = DOCS_FILE.read_text(encoding="utf-8")
+    assert docs == docs_with_table(docs), "docs/ros.md's parameter table is stale: run the same command"
+
+
+def test_descriptions_say_when_a_parameter_applies():
+    assert SPECS_BY_NAME["autostart"].constraints.endswith("read at start-up")
+    assert SPECS_BY_NAME["queue_depth"].constraints == "type int; 0 to 1000; changes live"
+    assert SPECS_BY_NAME["segmenter.checkpoint"].constraints == "type str; '' = unset; read at configure"
 
 
 def test_defaults_are_the_library_defaults():
     settings = settings_from_parameters({})
     assert settings.pipeline == PipelineConfig()
-    assert (settings.autostart, settings.queue_depth, settings.max_image_age_s) == (True, 4, 2.0)
+    assert (settings.node.autostart, settings.node.queue_depth, settings.node.max_image_age_s) == (True, 4, 2.0)
 
 
 def test_empty_strings_and_zero_size_mean_unset():
@@ -50,7 +100,7 @@ def test_empty_strings_and_zero_size_mean_unset():
     explicit = settings_from_parameters({"segmenter.image_size": 256, "segmenter.checkpoint": "/m/sam2.pt",
                                          "reasoner.device": "cuda:1"})
     assert explicit.pipeline.segmenter == SegmenterConfig(image_size=256, checkpoint="/m/sam2.pt")
-    assert explicit.pipeline.reasoner == ReasonerConfig(device="cuda:1")
+    assert explicit.pipeline.reasoner == TransformersReasonerConfig(device="cuda:1")
 
 
 def test_all_problems_are_reported_together():
@@ -59,7 +109,7 @@ def test_all_problems_are_reported_together():
                                   "max_image_age_s": "soon"})
     message = str(caught.value)
     for expected in ("queue_depth must be >= 0", "reasoner.dtype must be one of auto, bfloat16, float16, float32",
-                     "segmenter.device must be auto, cpu, mps, cuda or cuda:N; got 'gpu'",
+                     "segmenter.device must be auto, cpu, cuda or cuda:N; got 'gpu'",
                      "max_image_age_s must be of type float, got str 'soon'"):
         assert expected in message
 
@@ -69,7 +119,7 @@ def test_all_problems_are_reported_together():
     ("queue_depth", True, "queue_depth must be of type int, got bool"),
     ("max_image_age_s", 3, None),  # Python callers may pass an int for a float (rclpy itself is stricter)
     ("reasoner.device", "cuda:0", None),
-    ("reasoner.device", "cuda:x", "reasoner.device must be auto, cpu, mps, cuda or cuda:N"),
+    ("reasoner.device", "cuda:x", "reasoner.device must be auto, cpu, cuda or cuda:N"),
     ("reasoner.backend", " ", "reasoner.backend must name a backend"),
     ("no.such", 1, "unknown parameter 'no.such'"),
 ])

@@ -5,7 +5,7 @@ so on a CPU-only machine it cannot be much faster than the torch backend. With i
 channel, symmetric) and activations quantised per call, MLAS runs those GEMMs on the CPU's integer units
 (VNNI, AMX-int8), several times faster than fp32. This is onnxruntime's standard dynamic quantisation
 (`onnxruntime.quantization.quantize_dynamic`) of the MatMuls with constant weights, applied after the
-CPU rewrite (segzero_ros.export.cpu_graph), so attention, GELU, LayerNorm, convolutions and the whole
+CPU rewrite (segzero_ros.segmentation.cpu_graph), so attention, GELU, LayerNorm, convolutions and the whole
 decoder stay fp32.
 
 It changes results (the fp32 graphs are the parity reference): measured differences are in
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
-from segzero_ros.export.cpu_graph import CpuRewriteReport
+from segzero_ros.segmentation.cpu_graph import CpuRewriteReport
 
 INT8_FORMAT_VERSION = 1
 """Bump when the recipe or the rewrite before it changes, so cached encoders are rebuilt."""
@@ -122,7 +122,7 @@ def quantize_encoder(fp32_encoder: Path, output: Path, recipe: Int8Recipe) -> tu
     except ImportError as error:
         raise BackendUnavailableError("int8 encoders need the onnx and onnxruntime packages "
                                       "(pip install onnx onnxruntime)") from error
-    from segzero_ros.export.cpu_graph import load_encoder_for_cpu
+    from segzero_ros.segmentation.cpu_graph import load_encoder_for_cpu
 
     model, rewrite = load_encoder_for_cpu(fp32_encoder)
     with _without_quantizer_advice():

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import ExportedGraphsConfig
 from segzero_ros.core.geometry import Box, Point
-from segzero_ros.errors import BackendUnavailableError
-from segzero_ros.export.manifest import Sam2OnnxManifest
-from segzero_ros.export.processing import (
+from segzero_ros.errors import ModelLoadError
+from segzero_ros.segmentation.base import SegmentOutput, best_index
+from segzero_ros.segmentation.manifest import Sam2OnnxManifest
+from segzero_ros.segmentation.processing import (
     LogitUpsampler,
     MaskSelection,
     check_rgb_image,
@@ -27,7 +28,6 @@ from segzero_ros.export.processing import (
     resize_for_encoder,
     select_candidates,
 )
-from segzero_ros.segmentation.base import SegmentOutput
 
 LOG = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Sam2GraphSegmenter(abc.ABC):
     def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
         """Seg-Zero's call: box + positive points → the highest-scoring mask at full resolution."""
         candidates, scores, image_hw = self._candidates(box, points)
-        best = int(np.argmax(scores))  # as select_best_mask: the first of equal scores wins
+        best = best_index(scores)
         # Only the winner is upsampled: the choice depends on the scores alone. Unclamped logits, as the
         # predictor thresholds its upsampled (unclamped) masks.
         full = self._upsample(candidates[best], image_hw)
@@ -138,17 +138,10 @@ class Sam2GraphSegmenter(abc.ABC):
         return self._image_hw
 
 
-def resolve_onnx_dir(config: SegmenterConfig, precision: str) -> Path:
-    """segmenter.onnx_dir when set; otherwise the cached export of the configured SAM2 checkpoint,
-    exported on first use (needs torch + sam2 here; robots usually ship an exported folder instead)."""
-    if config.onnx_dir:
-        return Path(config.onnx_dir).expanduser()
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("sam2") is None:
-        raise BackendUnavailableError(
-            f"segmenter backend {config.backend!r} needs exported SAM2 graphs: set segmenter.onnx_dir to a folder "
-            f"from `segzero export-sam2` (this machine lacks torch/sam2 to export them itself)")
-    from segzero_ros.export.onnx_export import ensure_onnx_export
-
-    return ensure_onnx_export(config, precision, progress=LOG.warning)  # once, but minutes for large models
+def require_onnx_dir(config: ExportedGraphsConfig) -> Path:
+    """segmenter.onnx_dir, which the backend registry's preparation step fills in when it was unset."""
+    if not config.onnx_dir:
+        raise ModelLoadError(
+            f"segmenter backend {config.backend!r} needs segmenter.onnx_dir (a folder from `segzero export-sam2`); "
+            "segzero_ros.backends.build_segmenter exports the configured SAM2 model into the cache when it is unset")
+    return Path(config.onnx_dir).expanduser()

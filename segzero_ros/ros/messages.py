@@ -1,0 +1,126 @@
+"""Scheduler answers and status → the node's ROS messages. No node state: plain functions, tested alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from std_msgs.msg import Header
+
+from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.ros.image_conversion import mask_to_image
+from segzero_ros.scheduler import Answer, Job, SchedulerStatus
+
+_STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(SchedulerStatus)) & set(
+    SegZeroStatus.get_fields_and_field_types())
+"""Scheduler status fields the message carries under the same name (listed once: here, by name)."""
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What the node attaches to each job and needs back with its answer."""
+
+    stamp: Any
+    """builtin_interfaces/Time on the node clock when the command arrived."""
+    reply: Any = None
+    """Called with the result message (the Segment service), or None."""
+
+
+def wire_text(text: str) -> str:
+    """`text` as a ROS string can carry it: lone surrogates (possible in Python strings, e.g. from a JSON escape
+    in model output) would make publishing raise and lose the command's result."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def source_header(job: Job) -> Any:
+    """The paired image's header (stamp and camera frame), or an empty one when none was paired."""
+    return job.frame.data.header if job.frame is not None else Header()
+
+
+def result_message(answer: Answer, header: Any) -> Any:
+    """The one ReasoningSegmentation of a command, success or error."""
+    job, result = answer.job, answer.result
+    context: CommandContext = job.context
+    msg = ReasoningSegmentation()
+    msg.header = header
+    msg.command_id = wire_text(job.command_id)
+    msg.command = wire_text(job.command)
+    msg.command_stamp = context.stamp
+    if job.frame is not None:
+        msg.image_age_s = max(0.0, job.received - job.frame.received)
+    msg.success = result.ok
+    msg.error_kind = result.error_kind.value if result.error_kind is not None else ""
+    msg.error = wire_text(result.error or "")
+    msg.reasoning = wire_text(result.think)
+    msg.raw_output = wire_text(result.raw_output)
+    if result.box is not None and result.points is not None:
+        msg.has_prompt = True
+        msg.box = result.box.as_list()
+        msg.point_1 = result.points[0].as_list()
+        msg.point_2 = result.points[1].as_list()
+    if result.ok and result.mask is not None:
+        msg.mask = mask_to_image(result.mask, header)
+        msg.mask_pixels = int(np.count_nonzero(result.mask))
+    msg.score = float(result.score or 0.0)
+    msg.queue_s = answer.queue_s
+    msg.reason_s = result.timings.reason_s
+    msg.encode_s = result.timings.encode_s
+    msg.decode_s = result.timings.decode_s
+    msg.latency_s = answer.latency_s
+    msg.reasoner_name = result.reasoner_name
+    msg.segmenter_name = result.segmenter_name
+    msg.prompt_tokens = result.prompt_tokens
+    msg.completion_tokens = result.completion_tokens
+    return msg
+
+
+def status_message(status: SchedulerStatus, lifecycle_state: str, configure_error: str, stamp: Any) -> Any:
+    msg = SegZeroStatus()
+    msg.header.stamp = stamp
+    for name in _STATUS_FIELDS:
+        value = getattr(status, name)
+        setattr(msg, name, wire_text(value) if isinstance(value, str) else value)
+    msg.lifecycle_state = lifecycle_state
+    msg.ready = lifecycle_state == "active" and status.accepting
+    msg.configure_error = wire_text(configure_error or status.load_error)
+    return msg
+
+
+def diagnostics_message(status: Any, name: str) -> Any:
+    """/diagnostics mirror of a SegZeroStatus message."""
+    entry = DiagnosticStatus()
+    entry.name = f"{name}: reasoning segmentation"
+    entry.hardware_id = status.reasoner_name or "segzero"
+    if status.stuck:
+        entry.level = DiagnosticStatus.ERROR
+        entry.message = f"inference stuck for {status.running_s:.0f} s (past inference_timeout_s)"
+    elif status.ready:
+        entry.level = DiagnosticStatus.OK
+        entry.message = f"busy, {status.queue_length} queued" if status.busy else "ready"
+    elif status.configure_error:
+        entry.level = DiagnosticStatus.ERROR
+        entry.message = status.configure_error
+    elif status.loading_s >= 0:
+        entry.level = DiagnosticStatus.WARN
+        entry.message = f"loading models ({status.loading_s:.0f} s)"
+    else:
+        entry.level = DiagnosticStatus.WARN
+        entry.message = status.lifecycle_state
+    skip = {"header", "ready", "configure_error"}
+    entry.values = [KeyValue(key=key, value=_text(getattr(status, key)))
+                    for key in status.get_fields_and_field_types() if key not in skip]
+    array = DiagnosticArray()
+    array.header.stamp = status.header.stamp
+    array.status = [entry]
+    return array
+
+
+def _text(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
