@@ -42,7 +42,7 @@ def _imports(path: Path) -> set[str]:
 def dependency_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
-        if path.parent.name == "msg" or path.parent.name == "srv":
+        if path.parent.name in {"msg", "srv"}:
             continue
         source = _part("segzero_ros." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
         targets = {_part(name) for name in _imports(path) if name.startswith("segzero_ros.")}

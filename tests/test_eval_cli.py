@@ -142,7 +142,7 @@ def counting_factory(config: ReasonerConfig) -> CountingReasoner:
 
 
 def test_rerun_skips_finished_samples_and_repairs_a_cut_off_line(tmp_path, rectangles, monkeypatch):
-    monkeypatch.setitem(backends.REASONER_BACKENDS, "counting", counting_factory)
+    monkeypatch.setitem(backends.REASONER_BACKENDS, "counting", backends.Backend(counting_factory, ReasonerConfig))
     CountingReasoner.batches = []
     out = tmp_path / "resumed"
     args = scripted_args(tmp_path, rectangles, out, RUN_A, "--batch-size", "2", backend="counting")

@@ -381,8 +381,9 @@ def test_load_errors_name_the_fix(export_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
         OnnxRuntimeSegmenter.from_onnx_dir(export_dir, device="cuda")
     with pytest.raises(ModelLoadError, match="precision for onnxruntime must be auto, fp32, fp16, int8"):
-        OnnxRuntimeSegmenter.from_config(OnnxRuntimeSegmenterConfig(onnx_dir=str(export_dir),
-                                                         precision="bf16"))
+        OnnxRuntimeSegmenter.from_onnx_dir(export_dir, precision="bf16")
+    with pytest.raises(ValueError, match=r"segmenter.precision must be one of auto, fp32, fp16, int8; got 'bf16'"):
+        OnnxRuntimeSegmenterConfig(onnx_dir=str(export_dir), precision="bf16")  # refused where it is made
     cpu_only = ["CPUExecutionProvider"]
     assert resolve_providers("auto", "", cpu_only) == ["CPUExecutionProvider"]
     assert resolve_providers("auto", "", ["CUDAExecutionProvider", *cpu_only]) == ["CUDAExecutionProvider", *cpu_only]

@@ -133,7 +133,7 @@ def test_admission_answers_at_once_with_the_reason(make, recorder):
     scheduler.close_intake("closed", refusal="node is inactive")
     scheduler.submit("before any model")
     assert recorder.answers[-1].result.error == "node is inactive"
-    scheduler.load(lambda: StandInPipeline()).result(WAIT_S)
+    scheduler.load(StandInPipeline).result(WAIT_S)
     scheduler.open_intake()
     scheduler.submit("no image yet")
     assert recorder.answers[-1].result.error_kind.value == "no_image"
@@ -342,7 +342,7 @@ def test_unconvertible_frames_and_raising_pipelines_still_get_one_answer(make, r
     scheduler.offer_frame("corrupt jpeg")
     scheduler.submit("bad frame")
     scheduler.submit("same frame again")
-    first, second = recorder.wait_for(2)
+    first, _ = recorder.wait_for(2)
     assert first.result.error == "cannot convert corrupt jpeg" and first.result.error_kind.value == "invalid_input"
     assert scheduler.status().images_unusable == 1  # counted once, however many commands found it so
     scheduler.offer_frame(IMAGE)
@@ -358,7 +358,7 @@ def test_an_on_result_that_raises_does_not_stop_the_worker(make):
         raise RuntimeError("publisher gone")
 
     scheduler = CommandScheduler(explode, convert=to_rgb, watchdog_period_s=None)
-    scheduler.load(lambda: StandInPipeline()).result(WAIT_S)
+    scheduler.load(StandInPipeline).result(WAIT_S)
     scheduler.open_intake()
     scheduler.offer_frame(IMAGE)
     scheduler.submit("one")

@@ -56,7 +56,7 @@ def test_cli_grpo_trains_logs_each_reward_and_saves_a_model_the_reasoner_loads(t
     from safetensors.torch import load_file
 
     from segzero_ros.cli import main
-    from segzero_ros.config import ReasonerConfig
+    from segzero_ros.config import TransformersReasonerConfig
     from segzero_ros.reasoning.transformers_backend import TransformersReasoner
 
     out = tmp_path / "run"
@@ -87,7 +87,8 @@ def test_cli_grpo_trains_logs_each_reward_and_saves_a_model_the_reasoner_loads(t
     assert trained.keys() == base.keys()
     assert any(not torch.equal(trained[name], base[name]) for name in base)
 
-    reasoner = TransformersReasoner.from_config(ReasonerConfig(model=str(final), device="cpu", max_new_tokens=96))
+    reasoner = TransformersReasoner.from_config(
+        TransformersReasonerConfig(model=str(final), device="cpu", max_new_tokens=96))
     try:
         sample = generate_samples(1, 9, 96)[0]
         output = reasoner.reason_batch([sample.image], [sample.text])[0]

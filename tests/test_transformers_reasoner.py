@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig
+from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.errors import ModelLoadError
@@ -139,7 +139,7 @@ def test_single_reason_matches_its_batched_answer(reasoner: TransformersReasoner
 
 
 def test_truncated_generation_is_a_parse_failure_not_an_exception(tiny_qwen_dir: Path) -> None:
-    short = TransformersReasoner.from_config(ReasonerConfig(model=str(tiny_qwen_dir), max_new_tokens=5))
+    short = TransformersReasoner.from_config(TransformersReasonerConfig(model=str(tiny_qwen_dir), max_new_tokens=5))
     try:
         output = short.reason(_noise(480, 640, 9), "cup")
     finally:

@@ -89,7 +89,7 @@ def status_message(status: SchedulerStatus, lifecycle_state: str, configure_erro
         setattr(msg, name, wire_text(value) if isinstance(value, str) else value)
     msg.lifecycle_state = lifecycle_state
     msg.ready = lifecycle_state == "active" and status.accepting
-    msg.configure_error = wire_text(configure_error or status.load_error)
+    msg.configure_error = wire_text(configure_error)  # the node's word: set once configure has failed
     return msg
 
 

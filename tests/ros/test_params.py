@@ -64,7 +64,7 @@ def test_each_backend_gets_its_own_config_class_with_only_its_fields():
 def test_configs_are_frozen_and_validated_where_they_are_made():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SegmenterConfig().device = "cpu"  # type: ignore[misc]
-    with pytest.raises(ValueError, match="segmenter.device must be auto, cpu, cuda or cuda:N; got 'mps'"):
+    with pytest.raises(ValueError, match=r"segmenter.device must be auto, cpu, cuda or cuda:N; got 'mps'"):
         SegmenterConfig(device="mps")
     with pytest.raises(ValueError, match=r"reasoner.max_new_tokens must be >= 1, got 0"):
         TransformersReasonerConfig(max_new_tokens=0)
