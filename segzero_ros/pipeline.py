@@ -54,36 +54,36 @@ class SegZeroPipeline:
         self.reasoner = reasoner
         self.segmenter = segmenter
 
-    def run(self, image: np.ndarray, question: str) -> SegmentationResult:
-        return self.run_batch([image], [question])[0]
+    def run(self, image: np.ndarray, command: str) -> SegmentationResult:
+        return self.run_batch([image], [command])[0]
 
-    def run_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[SegmentationResult]:
+    def run_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[SegmentationResult]:
         """Reason about all pairs in one batch, then segment each; one result per pair, in order."""
-        if len(images) != len(questions):
-            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if len(images) != len(commands):
+            raise ValueError(f"{len(images)} images but {len(commands)} commands")
         started = time.perf_counter()
         results: list[SegmentationResult | None] = [None] * len(images)
         valid: list[int] = []
-        for index, (image, question) in enumerate(zip(images, questions, strict=True)):
+        for index, (image, command) in enumerate(zip(images, commands, strict=True)):
             problem = validate_image(image)
-            if problem is None and not question.strip():
+            if problem is None and not command.strip():
                 problem = "command is empty"
             if problem is not None:
                 size = image_size_of(image) if isinstance(image, np.ndarray) else (0, 0)
-                results[index] = self._error(question, size, ErrorKind.INVALID_INPUT, problem)
+                results[index] = self._error(command, size, ErrorKind.INVALID_INPUT, problem)
             else:
                 valid.append(index)
 
         if valid:
-            outputs = self._reason([images[i] for i in valid], [questions[i] for i in valid])
+            outputs = self._reason([images[i] for i in valid], [commands[i] for i in valid])
             reason_s = (time.perf_counter() - started) / len(valid)
             for index, output in zip(valid, outputs, strict=True):
-                results[index] = self._segment(images[index], questions[index], output, reason_s)
+                results[index] = self._segment(images[index], commands[index], output, reason_s)
         return [result for result in results if result is not None]
 
-    def _reason(self, images: list[np.ndarray], questions: list[str]) -> list[ReasonerOutput | BaseException]:
+    def _reason(self, images: list[np.ndarray], commands: list[str]) -> list[ReasonerOutput | BaseException]:
         try:
-            outputs: list[ReasonerOutput | BaseException] = list(self.reasoner.reason_batch(images, questions))
+            outputs: list[ReasonerOutput | BaseException] = list(self.reasoner.reason_batch(images, commands))
         except Exception as exc:
             LOG.exception("reasoner failed")
             trim_gpu_cache()
@@ -94,23 +94,23 @@ class SegZeroPipeline:
         return outputs
 
     def _segment(
-        self, image: np.ndarray, question: str, output: ReasonerOutput | BaseException, reason_s: float
+        self, image: np.ndarray, command: str, output: ReasonerOutput | BaseException, reason_s: float
     ) -> SegmentationResult:
         size = image_size_of(image)
         if isinstance(output, BaseException):
             return self._error(
-                question, size, ErrorKind.REASONER_FAILED, describe_exception(output),
+                command, size, ErrorKind.REASONER_FAILED, describe_exception(output),
                 timings=StageTimings(reason_s=reason_s, total_s=reason_s),
             )
         common = dict(
-            think=output.think,
-            raw_output=output.raw_text,
+            reasoning=output.reasoning,
+            raw_output=output.raw_output,
             prompt_tokens=output.prompt_tokens,
             completion_tokens=output.completion_tokens,
         )
         if output.answer is None:
             return self._error(
-                question, size, ErrorKind.UNPARSEABLE_OUTPUT, output.error or "no answer",
+                command, size, ErrorKind.UNPARSEABLE_OUTPUT, output.error or "no answer",
                 timings=StageTimings(reason_s=reason_s, total_s=reason_s), **common,
             )
         answer = output.answer
@@ -124,14 +124,14 @@ class SegZeroPipeline:
             trim_gpu_cache()
             elapsed = time.perf_counter() - encode_started
             return self._error(
-                question, size, ErrorKind.SEGMENTER_FAILED, describe_exception(exc),
+                command, size, ErrorKind.SEGMENTER_FAILED, describe_exception(exc),
                 box=answer.box, points=answer.points,
                 timings=StageTimings(reason_s=reason_s, encode_s=elapsed, total_s=reason_s + elapsed), **common,
             )
         finished = time.perf_counter()
         if segment.mask.shape != image.shape[:2]:
             return self._error(
-                question, size, ErrorKind.SEGMENTER_FAILED,
+                command, size, ErrorKind.SEGMENTER_FAILED,
                 f"segmenter returned a {segment.mask.shape} mask for a {image.shape[:2]} image",
                 box=answer.box, points=answer.points, **common,
             )
@@ -142,7 +142,7 @@ class SegZeroPipeline:
             total_s=reason_s + finished - encode_started,
         )
         return SegmentationResult(
-            question=question,
+            command=command,
             image_size=size,
             box=answer.box,
             points=answer.points,
@@ -154,10 +154,10 @@ class SegZeroPipeline:
             **common,  # type: ignore[arg-type]
         )
 
-    def _error(self, question: str, size: tuple[int, int], kind: ErrorKind, message: str, **extra: object
+    def _error(self, command: str, size: tuple[int, int], kind: ErrorKind, message: str, **extra: object
                ) -> SegmentationResult:
         return error_result(
-            question, size, kind, message,
+            command, size, kind, message,
             reasoner_name=self.reasoner.name, segmenter_name=self.segmenter.name, **extra,
         )
 

@@ -39,7 +39,7 @@ def test_typical_output_is_scaled_to_the_original_image():
     assert answer.box == Box(200, 100, 600, 200)
     assert answer.points == (Point(300, 125), Point(500, 175))
     assert answer.frame_box == Box(100, 200, 300, 400)
-    assert answer.think == "The mug is on the left, red, with a handle."
+    assert answer.reasoning == "The mug is on the left, red, with a handle."
     assert answer.from_answer_tag
 
 
@@ -56,7 +56,7 @@ def test_falls_back_to_whole_text_without_answer_tags():
     answer = parse_answer(text, (840, 840))
     assert answer.box == Box(10, 20, 30, 40)
     assert not answer.from_answer_tag
-    assert answer.think == ""
+    assert answer.reasoning == ""
 
 
 def test_code_fences_and_single_quotes_are_accepted():

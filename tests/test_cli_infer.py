@@ -31,7 +31,7 @@ def scripted(tmp_path, text):
 
 def test_infer_writes_mask_overlay_and_result(tmp_path, photo, capsys):
     out = tmp_path / "out"
-    code = main(["infer", "--image", str(photo), "--query", "The mug.", "--out", str(out), *scripted(tmp_path, ANSWER)])
+    code = main(["infer", "--image", str(photo), "--command", "The mug.", "--out", str(out), *scripted(tmp_path, ANSWER)])
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.startswith("Reasoning: the mug")
@@ -54,7 +54,7 @@ def test_portrait_phone_photo_is_segmented_upright(tmp_path, capsys):
     photo = tmp_path / "portrait.png"
     Image.fromarray(stored).save(photo, exif=exif)
     out = tmp_path / "out"
-    assert main(["infer", "--image", str(photo), "--query", "mug", "--out", str(out), *scripted(tmp_path, ANSWER)]) == 0
+    assert main(["infer", "--image", str(photo), "--command", "mug", "--out", str(out), *scripted(tmp_path, ANSWER)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{"):])
     assert result["image_size"] == [300, 400]
@@ -67,7 +67,7 @@ def test_portrait_phone_photo_is_segmented_upright(tmp_path, capsys):
 
 
 def test_unparseable_output_exits_1_with_explanation(tmp_path, photo, capsys):
-    code = main(["infer", "--image", str(photo), "--query", "mug", "--out", str(tmp_path / "o"),
+    code = main(["infer", "--image", str(photo), "--command", "mug", "--out", str(tmp_path / "o"),
                  *scripted(tmp_path, "I refuse")])
     assert code == 1
     assert "no mask: unparseable model output" in capsys.readouterr().err
@@ -77,7 +77,7 @@ def test_unparseable_output_exits_1_with_explanation(tmp_path, photo, capsys):
 def test_unreadable_image_is_one_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    assert main(["infer", "--image", str(bad), "--query", "x", *scripted(tmp_path, ANSWER)]) == 2
+    assert main(["infer", "--image", str(bad), "--command", "x", *scripted(tmp_path, ANSWER)]) == 2
     assert "cannot read image" in capsys.readouterr().err
 
 
@@ -95,7 +95,7 @@ def test_help_is_available_for_every_subcommand():
 def test_console_script_runs_as_a_process(tmp_path, photo):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run(
-        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--query", "mug",
+        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--command", "mug",
          "--out", str(tmp_path / "o"), *scripted(tmp_path, ANSWER)],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
     )
@@ -107,7 +107,7 @@ def test_console_script_runs_as_a_process(tmp_path, photo):
 def test_tiny_models_run_end_to_end_through_the_cli(tmp_path, tiny_qwen_dir, tiny_sam2, capsys):
     """The real transformers + sam2 code path with the tiny models, as `segzero infer --tiny` runs it."""
     image = REPO / "examples" / "kitchen.png"
-    code = main(["infer", "--tiny", "--image", str(image), "--query", "the thing I can cut bread with",
+    code = main(["infer", "--tiny", "--image", str(image), "--command", "the thing I can cut bread with",
                  "--out", str(tmp_path)])
     assert code == 0
     captured = capsys.readouterr()
@@ -123,7 +123,7 @@ def test_default_real_models_offline_fail_with_one_clear_message(tmp_path, photo
     """No hub: exit code 2 and a single actionable line on stderr, never a traceback."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
     completed = subprocess.run(
-        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--query", "mug"],
+        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--command", "mug"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
     )
     assert completed.returncode == 2
@@ -137,7 +137,7 @@ def test_graph_backend_flags_reach_the_segmenter_config(command, tmp_path):
     from segzero_ros.cli import build_parser
     from segzero_ros.cli.infer import pipeline_config_from_args
 
-    required = ["--image", "x.png", "--query", "q"] if command == "infer" else ["--data", "d", "--out", "o"]
+    required = ["--image", "x.png", "--command", "q"] if command == "infer" else ["--data", "d", "--out", "o"]
     args = build_parser().parse_args([command, *required, "--segmenter", "onnxruntime", "--onnx-dir", str(tmp_path),
                                       "--segmenter-precision", "int8", "--sam2", "cfg.yaml:ckpt.pt"])
     segmenter = pipeline_config_from_args(args).segmenter

@@ -43,8 +43,8 @@ UNPARSEABLE = "<think>no idea</think><answer>nothing here</answer>"
 #   s4 COVERING   GT 10×10 = 100 px, the 200 ignored px leave 200 predicted: I 100, U 200   IoU 1/2
 #   s5 unparsable, empty GT: I 0, U 0     IoU counts 0
 # ΣI = 1300, ΣU = 4000 → cIoU 0.325; gIoU = (1 + 1/3 + 1/2) / 6 = 11/36.
-QUESTIONS = ["sample zero", "sample one", "sample two", "sample three", "sample four", "sample five"]
-RUN_A = dict(zip(QUESTIONS, [EXACT, SHIFTED, DISJOINT, UNPARSEABLE, COVERING, UNPARSEABLE], strict=True))
+COMMANDS = ["sample zero", "sample one", "sample two", "sample three", "sample four", "sample five"]
+RUN_A = dict(zip(COMMANDS, [EXACT, SHIFTED, DISJOINT, UNPARSEABLE, COVERING, UNPARSEABLE], strict=True))
 # Run B: exact boxes everywhere except s4 (same as A) and s5 (800 px on an empty GT: I 0, U 800).
 # ΣI = 4·800 + 100 = 3300, ΣU = 4·800 + 200 + 800 = 4200 → cIoU 11/14; gIoU = (4 + 1/2) / 6 = 3/4.
 RUN_B = {"*": EXACT, "sample four": COVERING}
@@ -58,7 +58,7 @@ def rectangles(tmp_path):
     (root / "masks").mkdir()
     rng = np.random.default_rng(0)
     entries = []
-    for index, question in enumerate(QUESTIONS):
+    for index, command in enumerate(COMMANDS):
         Image.fromarray(rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(root / f"images/{index}.png")
         mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
         if index < 4:
@@ -69,7 +69,7 @@ def rectangles(tmp_path):
             ignore[0:20, 0:10] = True
             Image.fromarray(ignore).save(root / "masks/4_ignore.png")
         Image.fromarray(mask).save(root / f"masks/{index}.png")
-        entry = {"id": f"s{index}", "image": f"images/{index}.png", "mask": f"masks/{index}.png", "text": question}
+        entry = {"id": f"s{index}", "image": f"images/{index}.png", "mask": f"masks/{index}.png", "text": command}
         if index == 4:
             entry["ignore"] = "masks/4_ignore.png"
         entries.append(entry)
@@ -131,9 +131,9 @@ def test_scripted_run_scores_exactly_and_writes_the_report(tmp_path, rectangles,
 class CountingReasoner(ScriptedReasoner):
     batches: ClassVar[list[int]] = []
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         CountingReasoner.batches.append(len(images))
-        return super().reason_batch(images, questions)
+        return super().reason_batch(images, commands)
 
 
 def counting_factory(config: ReasonerConfig) -> CountingReasoner:
@@ -244,7 +244,8 @@ TINY_AVAILABLE = all(importlib.util.find_spec(m) is not None
 @pytest.mark.skipif(not TINY_AVAILABLE, reason="tiny models (segzero_ros.tiny.qwen_vl / sam2_model) not built yet")
 def test_tiny_models_run_the_whole_evaluation(tmp_path, capsys):
     from segzero_ros.core.geometry import Box, FrameScale, box_to_image
-    from segzero_ros.data import generate_samples, write_folder_dataset
+    from segzero_ros.data import generate_samples
+    from segzero_ros.evaluation.folder import write_folder_dataset
     from segzero_ros.tiny.qwen_vl import TINY_FRAME_BOX
 
     write_folder_dataset(generate_samples(6, seed=0, size=64), tmp_path / "synthetic")

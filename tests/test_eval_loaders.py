@@ -267,7 +267,8 @@ def test_unreadable_images_are_dataset_format_errors(tmp_path):
 
 
 def test_dataset_views_and_strided_shards(tmp_path):
-    from segzero_ros.data import generate_samples, write_folder_dataset
+    from segzero_ros.data import generate_samples
+    from segzero_ros.evaluation.folder import write_folder_dataset
 
     write_folder_dataset(generate_samples(7, seed=2, size=32), tmp_path / "d")
     dataset = load_eval_dataset(tmp_path / "d")

@@ -14,7 +14,7 @@ def sample(ignore: np.ndarray | None = None) -> EvalSample:
 
 
 def result(mask: np.ndarray | None) -> SegmentationResult:
-    return SegmentationResult(question="t", image_size=(6, 4), mask=mask)
+    return SegmentationResult(command="t", image_size=(6, 4), mask=mask)
 
 
 def test_prediction_scored_against_ground_truth_with_ignored_pixels_removed():

@@ -30,7 +30,7 @@ def test_successful_run_scales_box_and_fills_mask():
     assert result.points == (Point(400, 450), Point(500, 600))
     assert result.mask is not None and result.mask.shape == (1260, 1680)
     assert result.mask.sum() == (840 - 168 + 1) * (945 - 126 + 1)
-    assert result.think == "left mug"
+    assert result.reasoning == "left mug"
     assert result.raw_output == ANSWER
     assert result.reasoner_name == "scripted" and result.segmenter_name == "box"
     assert result.timings.total_s >= result.timings.encode_s >= 0
@@ -42,7 +42,7 @@ def test_unparseable_output_is_an_error_result_not_an_exception():
     assert not result.ok
     assert result.error_kind is ErrorKind.UNPARSEABLE_OUTPUT
     assert "unparseable" in (result.error or "")
-    assert result.mask is None and result.think == "no idea"
+    assert result.mask is None and result.reasoning == "no idea"
 
 
 class ExplodingSegmenter(BoxSegmenter):
@@ -51,7 +51,7 @@ class ExplodingSegmenter(BoxSegmenter):
 
 
 class ExplodingReasoner(ScriptedReasoner):
-    def reason_batch(self, images, questions):
+    def reason_batch(self, images, commands):
         raise RuntimeError("CUDA error: device-side assert")
 
 
@@ -68,7 +68,7 @@ def test_backend_failures_become_error_results_and_the_pipeline_recovers():
 
 
 @pytest.mark.parametrize(
-    ("bad_image", "question", "reason"),
+    ("bad_image", "command", "reason"),
     [
         (np.zeros((10, 10), np.uint8), "cup", "H×W×3"),
         (np.zeros((10, 10, 3), np.float32), "cup", "uint8"),
@@ -76,9 +76,9 @@ def test_backend_failures_become_error_results_and_the_pipeline_recovers():
         (np.zeros((10, 10, 3), np.uint8), "   ", "command is empty"),
     ],
 )
-def test_invalid_inputs_are_reported_without_running_models(bad_image, question, reason):
+def test_invalid_inputs_are_reported_without_running_models(bad_image, command, reason):
     pipeline = SegZeroPipeline(ExplodingReasoner({"*": ANSWER}), BoxSegmenter())
-    result = pipeline.run(bad_image, question)
+    result = pipeline.run(bad_image, command)
     assert result.error_kind is ErrorKind.INVALID_INPUT
     assert reason in (result.error or "")
 
@@ -88,7 +88,7 @@ def test_batch_keeps_order_and_mixes_valid_and_invalid():
     pipeline = SegZeroPipeline(ScriptedReasoner(outputs), BoxSegmenter())
     results = pipeline.run_batch([image(840, 840), np.zeros((4, 4), np.uint8), image(420, 420)],
                                  ["cup", "cup", "nothing"])
-    assert [r.question for r in results] == ["cup", "cup", "nothing"]
+    assert [r.command for r in results] == ["cup", "cup", "nothing"]
     assert results[0].ok and results[0].box == Box(84, 84, 420, 630)
     assert results[1].error_kind is ErrorKind.INVALID_INPUT
     assert results[2].error_kind is ErrorKind.UNPARSEABLE_OUTPUT

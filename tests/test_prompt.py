@@ -1,4 +1,4 @@
-from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt, normalize_question
+from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt, normalize_command
 
 # Written out by hand from SEGZERO.md, not built from the module's template, so a typo in either shows up.
 EXPECTED_MUG = (
@@ -15,11 +15,11 @@ def test_prompt_is_byte_exact():
 
 
 def test_question_is_lower_cased_and_periods_stripped_like_the_reference():
-    assert normalize_question("The Thing I can cut bread with...") == "the thing i can cut bread with"
+    assert normalize_command("The Thing I can cut bread with...") == "the thing i can cut bread with"
     # The reference calls str.strip("."), which strips leading periods too; inner ones stay.
-    assert normalize_question(".e.g. a knife.") == "e.g. a knife"
+    assert normalize_command(".e.g. a knife.") == "e.g. a knife"
     # Whitespace is not stripped by the reference either.
-    assert normalize_question(" Cup ") == " cup "
+    assert normalize_command(" Cup ") == " cup "
 
 
 def test_braces_and_placeholders_in_the_question_are_not_interpreted():

@@ -48,7 +48,7 @@ class StandInPipeline:
             assert self.gate.wait(WAIT_S), "test never opened the gate"
         if self.fail:
             raise RuntimeError("boom")
-        return SegmentationResult(question=command, image_size=(image.shape[1], image.shape[0]),
+        return SegmentationResult(command=command, image_size=(image.shape[1], image.shape[0]),
                                   box=Box(0, 0, 1, 1), points=(Point(0, 0), Point(1, 1)),
                                   mask=np.ones(image.shape[:2], dtype=bool), score=0.9)
 

@@ -35,7 +35,7 @@ def tiny_processor(tiny_qwen_dir: Path):
 def test_fixed_completion_is_a_well_formed_seg_zero_answer() -> None:
     answer = parse_answer(TINY_COMPLETION, (840, 840))
     assert answer.from_answer_tag
-    assert answer.think == "tiny model: fixed answer"
+    assert answer.reasoning == "tiny model: fixed answer"
     assert answer.frame_box.as_list() == [200, 180, 640, 700] == list(TINY_FRAME_BOX)
     assert [p.as_list() for p in answer.frame_points] == [[380, 400], [460, 520]]
     assert tuple(tuple(p.as_list()) for p in answer.frame_points) == TINY_FRAME_POINTS

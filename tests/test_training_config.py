@@ -12,7 +12,7 @@ from segzero_ros.training.config import (
 )
 from segzero_ros.training.trainer import grpo_arguments
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def test_defaults_are_the_reference_recipe():

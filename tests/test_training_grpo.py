@@ -9,8 +9,9 @@ import pytest
 from segzero_ros.core.rewards import score_completion
 from segzero_ros.core.solution import parse_solution
 from segzero_ros.data.synthetic import generate_samples
+from segzero_ros.reasoning.chat import trl_prompt
 from segzero_ros.training.config import GRPOTrainingConfig, load_training_config
-from segzero_ros.training.datasets import segzero_dataset_from_masks, trl_prompt
+from segzero_ros.training.datasets import segzero_dataset_from_masks
 from segzero_ros.training.rewards_trl import STRICT_REWARD_NAMES
 from segzero_ros.training.trainer import build_grpo_trainer, grpo_arguments
 
@@ -19,7 +20,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*is deprecated and will be removed in v6.*:FutureWarning"),
 ]
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "recipes"
 END_OF_TURN = "<|im_end|>"
 
 
@@ -42,13 +43,13 @@ def test_training_prompt_is_the_inference_prompt(tiny_qwen_dir):
     from transformers import AutoProcessor
     from trl.data_utils import prepare_multimodal_messages
 
-    from segzero_ros.reasoning.transformers_backend import render_chat_text
+    from segzero_ros.reasoning.chat import render_chat_text
 
     processor = AutoProcessor.from_pretrained(tiny_qwen_dir)
-    question = "The mug on the LEFT."
-    messages = prepare_multimodal_messages(trl_prompt(question), images=[Image.new("RGB", (840, 840))])
+    command = "The mug on the LEFT."
+    messages = prepare_multimodal_messages(trl_prompt(command), images=[Image.new("RGB", (840, 840))])
     rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert rendered == render_chat_text(processor, question)
+    assert rendered == render_chat_text(processor, command)
 
 
 def test_cli_grpo_trains_logs_each_reward_and_saves_a_model_the_reasoner_loads(tmp_path, tiny_qwen_dir, capsys):
@@ -94,7 +95,7 @@ def test_cli_grpo_trains_logs_each_reward_and_saves_a_model_the_reasoner_loads(t
         output = reasoner.reason_batch([sample.image], [sample.text])[0]
     finally:
         reasoner.close()
-    assert output.raw_text and output.completion_tokens > 0
+    assert output.raw_output and output.completion_tokens > 0
 
 
 def scripted_rollout(completions):
@@ -112,13 +113,13 @@ def scripted_rollout(completions):
     return rollout
 
 
-def completion_logprob(model, processor, image, question, completion):
+def completion_logprob(model, processor, image, command, completion):
     """log p(completion + end of turn | chat prompt with image), with the same token ids the rollout used."""
     import torch
 
-    from segzero_ros.reasoning.transformers_backend import render_chat_text
+    from segzero_ros.reasoning.chat import render_chat_text
 
-    prompt = processor(text=[render_chat_text(processor, question)], images=[image], return_tensors="pt")
+    prompt = processor(text=[render_chat_text(processor, command)], images=[image], return_tensors="pt")
     target = torch.tensor([processor.tokenizer(completion + END_OF_TURN, add_special_tokens=False)["input_ids"]])
     input_ids = torch.cat([prompt["input_ids"], target], dim=1)
     with torch.no_grad():

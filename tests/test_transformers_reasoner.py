@@ -12,13 +12,8 @@ from segzero_ros.core.geometry import Box, Point
 from segzero_ros.core.prompt import build_prompt
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.reasoning.base import Reasoner
-from segzero_ros.reasoning.transformers_backend import (
-    TransformersReasoner,
-    build_messages,
-    prepare_batch,
-    prepare_processor_for_generation,
-    render_chat_text,
-)
+from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, user_turn
+from segzero_ros.reasoning.transformers_backend import TransformersReasoner, prepare_batch
 from segzero_ros.tiny.qwen_vl import TINY_COMPLETION, TINY_FRAME_BOX, TINY_FRAME_POINTS, TINY_THINK
 
 pytestmark = pytest.mark.slow
@@ -48,9 +43,9 @@ def test_one_batch_answers_each_image_in_its_own_pixels(reasoner: TransformersRe
 
     assert len(outputs) == 2
     for output in outputs:
-        assert output.raw_text == TINY_COMPLETION
+        assert output.raw_output == TINY_COMPLETION
         assert output.error is None
-        assert output.think == TINY_THINK
+        assert output.reasoning == TINY_THINK
     # The tiny model always answers box (200,180,640,700), points (380,400) and (460,520) in the 840 frame.
     assert TINY_FRAME_BOX == (200, 180, 640, 700)
     assert TINY_FRAME_POINTS == ((380, 400), (460, 520))
@@ -69,11 +64,11 @@ def test_one_batch_answers_each_image_in_its_own_pixels(reasoner: TransformersRe
 
 
 def test_token_counts_and_timings_are_recorded(reasoner: TransformersReasoner) -> None:
-    questions = ["cup", "the tallest of the three plants standing on the windowsill"]
-    outputs = reasoner.reason_batch([_noise(480, 640, 3), _noise(200, 200, 4)], questions)
+    commands = ["cup", "the tallest of the three plants standing on the windowsill"]
+    outputs = reasoner.reason_batch([_noise(480, 640, 3), _noise(200, 200, 4)], commands)
     tokenizer = reasoner.processor.tokenizer
-    for output, question in zip(outputs, questions, strict=True):
-        prompt = render_chat_text(reasoner.processor, question).replace(
+    for output, command in zip(outputs, commands, strict=True):
+        prompt = render_chat_text(reasoner.processor, command).replace(
             "<|image_pad|>", "<|image_pad|>" * VISUAL_TOKENS
         )
         # Padding is not counted: each row counts its own prompt.
@@ -88,23 +83,23 @@ def test_token_counts_and_timings_are_recorded(reasoner: TransformersReasoner) -
 def test_prompt_is_the_reference_chat_text_byte_exact(reasoner: TransformersReasoner, tiny_qwen_dir: Path) -> None:
     from transformers import AutoProcessor
 
-    question = "The Mug on the left..."
-    assert build_prompt(question).startswith("Please find 'the mug on the left' with bbox and points.Compare")
+    command = "The Mug on the left..."
+    assert build_prompt(command).startswith("Please find 'the mug on the left' with bbox and points.Compare")
     expected = (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
-        + build_prompt(question)
+        + build_prompt(command)
         + "<|im_end|>\n<|im_start|>assistant\n"
     )
     saved_processor = AutoProcessor.from_pretrained(str(tiny_qwen_dir))  # type: ignore[no-untyped-call]
-    hand_built = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(question)}]}]
-    assert build_messages(question) == hand_built
+    hand_built = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(command)}]}]
+    assert user_turn(command) == hand_built
     assert saved_processor.apply_chat_template(hand_built, tokenize=False, add_generation_prompt=True) == expected
-    assert render_chat_text(reasoner.processor, question) == expected
+    assert render_chat_text(reasoner.processor, command) == expected
 
     # What the model actually receives: that text, with the image placeholder expanded, left-padded.
     inputs = prepare_batch(
-        reasoner.processor, [_noise(50, 70, 5), _noise(50, 70, 6)], [question, "a much longer question"]
+        reasoner.processor, [_noise(50, 70, 5), _noise(50, 70, 6)], [command, "a much longer command"]
     )
     row = inputs["input_ids"][0][inputs["attention_mask"][0].bool()].tolist()
     decoded = reasoner.processor.tokenizer.decode(row)
@@ -122,10 +117,10 @@ def test_generation_batches_are_left_padded_whatever_the_checkpoint_says(tiny_qw
         processor.tokenizer.padding_side = "right"
         return processor
 
-    images, questions = [_noise(50, 70, 5), _noise(50, 70, 6)], ["cup", "a much longer question"]
+    images, commands = [_noise(50, 70, 5), _noise(50, 70, 6)], ["cup", "a much longer command"]
     with pytest.raises(ValueError, match="left-padding processor"):
-        prepare_batch(right_padded(), images, questions)
-    inputs = prepare_batch(prepare_processor_for_generation(right_padded()), images, questions)
+        prepare_batch(right_padded(), images, commands)
+    inputs = prepare_batch(prepare_processor_for_generation(right_padded()), images, commands)
     assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][0, -1] == 1
     assert TransformersReasoner(None, right_padded(), ReasonerConfig()).processor.tokenizer.padding_side == "left"
 
@@ -148,13 +143,13 @@ def test_truncated_generation_is_a_parse_failure_not_an_exception(tiny_qwen_dir:
     assert not output.ok
     assert output.error is not None and "unparseable" in output.error
     assert output.completion_tokens == 5
-    assert TINY_COMPLETION.startswith(output.raw_text)
-    assert output.raw_text != TINY_COMPLETION
+    assert TINY_COMPLETION.startswith(output.raw_output)
+    assert output.raw_output != TINY_COMPLETION
 
 
 def test_bad_inputs_are_rejected(reasoner: TransformersReasoner) -> None:
     assert reasoner.reason_batch([], []) == []
-    with pytest.raises(ValueError, match="questions"):
+    with pytest.raises(ValueError, match="commands"):
         reasoner.reason_batch([_noise(10, 10, 0)], ["a", "b"])
     with pytest.raises(ValueError, match="uint8"):
         reasoner.reason(np.zeros((10, 10, 3), dtype=np.float32), "a")

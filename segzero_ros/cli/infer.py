@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--image", required=True, type=Path, help="input image (any format PIL reads)")
-    parser.add_argument("--query", required=True, help='the command, e.g. "the thing I can cut bread with"')
+    parser.add_argument("--command", "--query", dest="command", required=True,
+                        help='what to segment, e.g. "the thing I can cut bread with" (--query: the older name)')
     add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("segzero_out"), help="output folder (created)")
     parser.add_argument(
@@ -120,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"NOTE: real models unavailable ({exc})", file=sys.stderr)
             pipeline = build_pipeline(tiny_config(args))
     try:
-        result = pipeline.run(image, args.query)
+        result = pipeline.run(image, args.command)
     finally:
         pipeline.close()
 
-    print("Reasoning:", result.think or "(none)")
+    print("Reasoning:", result.reasoning or "(none)")
     print(json.dumps(result.to_dict(), indent=2))
     written = write_outputs(args.out, args.image.stem, image, result)
     for path in written:

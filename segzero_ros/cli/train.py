@@ -12,8 +12,8 @@ from segzero_ros.errors import SegZeroError
 GRPO_EPILOG = """\
 Options come from the reference recipe, then --config, then each --override key=value (e.g.
 --override model=/models/Qwen2.5-VL-3B-Instruct max_steps=20 lora=true trl_args.top_k=50). Multi-GPU:
-  accelerate launch --config_file configs/accelerate_8gpu.yaml -m segzero_ros.cli \
-      train grpo --config configs/grpo_7b.yaml
+  accelerate launch --config_file recipes/accelerate_8gpu.yaml -m segzero_ros.cli \
+      train grpo --config recipes/grpo_7b.yaml
 The finished model (weights + processor) is written to OUTPUT_DIR/final; per-step metrics to OUTPUT_DIR/metrics.jsonl.
 """
 
@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
         epilog=GRPO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    grpo.add_argument("--config", type=Path, help="YAML file of training options (see configs/grpo_*.yaml)")
+    grpo.add_argument("--config", type=Path, help="YAML file of training options (see recipes/grpo_*.yaml)")
     grpo.add_argument(
         "--override", "-o", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
         help="set one option, after the config file (repeatable)",

@@ -59,7 +59,7 @@ class AnswerParseError(ValueError):
 
 @dataclass(frozen=True)
 class SegZeroAnswer:
-    think: str
+    reasoning: str
     """Text between <think> and </think> (stripped); empty when the model wrote none."""
     box: Box
     """Box in original-image pixels, ordered and clamped."""
@@ -89,7 +89,7 @@ def extract_tag(text: str, tag: str, allow_unterminated: bool = False) -> str | 
     return text[start:end]
 
 
-def extract_think(text: str) -> str:
+def extract_reasoning(text: str) -> str:
     content = extract_tag(text, "think")
     return content.strip() if content is not None else ""
 
@@ -121,7 +121,7 @@ def parse_answer(
                 first_error = first_error or str(error)
                 continue
             return SegZeroAnswer(
-                think=extract_think(text),
+                reasoning=extract_reasoning(text),
                 box=normalize_box(box_to_image(frame_box, scale), image_size),
                 points=(
                     clamp_point(point_to_image(frame_points[0], scale), image_size),

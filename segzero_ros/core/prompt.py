@@ -17,14 +17,14 @@ PROMPT_TEMPLATE = (
 )
 
 
-def normalize_question(question: str) -> str:
+def normalize_command(command: str) -> str:
     """Lower-case and strip trailing periods, as the reference does before templating."""
-    return question.lower().strip(".")
+    return command.lower().strip(".")
 
 
-def build_prompt(question: str) -> str:
+def build_prompt(command: str) -> str:
     """The text part of the single user turn sent with the image."""
     # str.replace, not str.format: the example answer and user text contain braces.
-    return PROMPT_TEMPLATE.replace("{Question}", normalize_question(question)).replace(
+    return PROMPT_TEMPLATE.replace("{Question}", normalize_command(command)).replace(
         "{Answer}", EXAMPLE_ANSWER
     )

@@ -45,10 +45,10 @@ class StageTimings:
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    question: str
+    command: str
     image_size: tuple[int, int]
     """(width, height) of the source image."""
-    think: str = ""
+    reasoning: str = ""
     raw_output: str = ""
     box: Box | None = None
     points: tuple[Point, Point] | None = None
@@ -70,10 +70,10 @@ class SegmentationResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the mask is summarised by its pixel count, not embedded)."""
         return {
-            "question": self.question,
+            "command": self.command,
             "ok": self.ok,
             "image_size": list(self.image_size),
-            "think": self.think,
+            "reasoning": self.reasoning,
             "raw_output": self.raw_output,
             "box": self.box.as_list() if self.box else None,
             "points": [p.as_list() for p in self.points] if self.points else None,
@@ -90,6 +90,6 @@ class SegmentationResult:
 
 
 def error_result(
-    question: str, image_size: tuple[int, int], kind: ErrorKind, message: str, **extra: Any
+    command: str, image_size: tuple[int, int], kind: ErrorKind, message: str, **extra: Any
 ) -> SegmentationResult:
-    return SegmentationResult(question=question, image_size=image_size, error=message, error_kind=kind, **extra)
+    return SegmentationResult(command=command, image_size=image_size, error=message, error_kind=kind, **extra)

@@ -10,7 +10,6 @@ from segzero_ros.data.synthetic import (
     generate_samples,
     iter_samples,
     resolve_expression,
-    write_folder_dataset,
 )
 
 __all__ = [
@@ -22,5 +21,4 @@ __all__ = [
     "generate_samples",
     "iter_samples",
     "resolve_expression",
-    "write_folder_dataset",
 ]

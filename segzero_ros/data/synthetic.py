@@ -15,7 +15,6 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -136,13 +135,6 @@ def generate_sample(seed: int, index: int, size: int | tuple[int, int] = 256) ->
         shapes=tuple(shapes),
         target=target,
     )
-
-
-def write_folder_dataset(samples: Sequence[SyntheticSample], root: Path) -> Path:
-    """Write samples in the evaluation folder format (see segzero_ros.evaluation.folder); returns the manifest."""
-    from segzero_ros.evaluation.folder import write_folder_dataset as write
-
-    return write(samples, root)
 
 
 def resolve_expression(shapes: Sequence[Shape], text: str) -> int | None:

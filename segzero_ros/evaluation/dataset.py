@@ -31,7 +31,7 @@ class EvalSample:
     mask: np.ndarray
     """Ground-truth foreground, bool H×W, same size as the image."""
     text: str
-    """The referring expression or question, as the dataset gives it."""
+    """The referring expression or command, as the dataset gives it."""
     ignore: np.ndarray | None = None
     """bool H×W pixels excluded from scoring (ReasonSeg "ignore" polygons), or None."""
 

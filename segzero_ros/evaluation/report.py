@@ -114,10 +114,10 @@ def render_markdown(summary: dict[str, Any], worst_list: Sequence[dict[str, Any]
         lines += ["Left: prediction (orange mask, green box, magenta points); right: ground truth. "
                   "Cyan: ground-truth outline.", "",
                   f"![worst samples]({PLOT_DIR}/{WORST_NAME})", ""]
-    lines += ["| # | id | IoU | question | error |", "|---|---|---|---|---|"]
+    lines += ["| # | id | IoU | command | error |", "|---|---|---|---|---|"]
     for rank, record in enumerate(worst_list, start=1):
         lines.append(
-            f"| {rank} | {_cell(record['id'])} | {float(record['iou']):.4f} | {_cell(record.get('question', ''))} "
+            f"| {rank} | {_cell(record['id'])} | {float(record['iou']):.4f} | {_cell(record.get('command', ''))} "
             f"| {_cell(record.get('error_kind') or '')} |"
         )
     return "\n".join(lines) + "\n"
@@ -193,12 +193,12 @@ def plot_worst_overlays(worst_list: Sequence[dict[str, Any]], dataset: EvalDatas
         title = f"{record['id']}  IoU {float(record['iou']):.3f}"
         if not record.get("ok"):
             title += f"  [{record.get('error_kind')}]"
-        question = textwrap.shorten(str(record.get("question", "")), width=90, placeholder="…")
+        command = textwrap.shorten(str(record.get("command", "")), width=90, placeholder="…")
         for column, (image, caption) in enumerate(((predicted, "prediction"), (truth, "ground truth"))):
             axes = figure.add_subplot(len(rows), 2, 2 * row + column + 1)
             axes.imshow(image)
             axes.set_axis_off()
-            axes.set_title(f"{title}\n{question}" if column == 0 else caption, fontsize=8, loc="left")
+            axes.set_title(f"{title}\n{command}" if column == 0 else caption, fontsize=8, loc="left")
     figure.tight_layout()
     _replace_atomically(path, lambda staging: figure.savefig(staging, format="png"))
     return len(worst_list) - len(rows)

@@ -9,14 +9,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from segzero_ros.core.answer import AnswerParseError, SegZeroAnswer, extract_think, parse_answer
+from segzero_ros.core.answer import AnswerParseError, SegZeroAnswer, extract_reasoning, parse_answer
 
 
 @dataclass(frozen=True)
 class ReasonerOutput:
-    raw_text: str
+    raw_output: str
     """Everything the model generated (special tokens removed)."""
-    think: str
+    reasoning: str
     answer: SegZeroAnswer | None
     """Box and points in ORIGINAL image pixels; None when the output could not be parsed."""
     error: str | None
@@ -32,7 +32,7 @@ class ReasonerOutput:
 
 
 def output_from_text(
-    raw_text: str,
+    raw_output: str,
     image_size: tuple[int, int],
     *,
     prompt_tokens: int = 0,
@@ -42,14 +42,14 @@ def output_from_text(
 ) -> ReasonerOutput:
     """Parse generated text into a ReasonerOutput; a parse failure becomes an explicit error, not an exception."""
     try:
-        answer: SegZeroAnswer | None = parse_answer(raw_text, image_size)
+        answer: SegZeroAnswer | None = parse_answer(raw_output, image_size)
         error = None
-        think = answer.think if answer else ""
+        reasoning = answer.reasoning if answer else ""
     except AnswerParseError as exc:
-        answer, error, think = None, f"unparseable model output: {exc}", extract_think(raw_text)
+        answer, error, reasoning = None, f"unparseable model output: {exc}", extract_reasoning(raw_output)
     return ReasonerOutput(
-        raw_text=raw_text,
-        think=think,
+        raw_output=raw_output,
+        reasoning=reasoning,
         answer=answer,
         error=error,
         prompt_tokens=prompt_tokens,
@@ -68,10 +68,10 @@ class Reasoner(Protocol):
         """Model identifier, reported with every result."""
         ...
 
-    def reason(self, image: np.ndarray, question: str) -> ReasonerOutput: ...
+    def reason(self, image: np.ndarray, command: str) -> ReasonerOutput: ...
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
-        """One output per (image, question) pair, in order; backends batch them in one forward pass."""
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
+        """One output per (image, command) pair, in order; backends batch them in one forward pass."""
         ...
 
     def close(self) -> None:
@@ -82,10 +82,10 @@ class Reasoner(Protocol):
 class BatchReasonerBase:
     """Gives backends `reason` for free on top of their `reason_batch`."""
 
-    def reason(self, image: np.ndarray, question: str) -> ReasonerOutput:
-        return self.reason_batch([image], [question])[0]
+    def reason(self, image: np.ndarray, command: str) -> ReasonerOutput:
+        return self.reason_batch([image], [command])[0]
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 Useful to re-score recorded generations against another segmenter, to reproduce a field report from its
 logged raw output, and as a deterministic stand-in for the model in tests of the code around it.
-Outputs are looked up by normalised question; "*" is the fallback.
+Outputs are looked up by normalised command; "*" is the fallback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from segzero_ros.config import ReasonerConfig
-from segzero_ros.core.prompt import normalize_question
+from segzero_ros.core.prompt import normalize_command
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
 
@@ -23,7 +23,7 @@ FALLBACK_KEY = "*"
 
 class ScriptedReasoner(BatchReasonerBase):
     def __init__(self, outputs: Mapping[str, str], name: str = "scripted") -> None:
-        self._outputs = {normalize_question(k) if k != FALLBACK_KEY else k: v for k, v in outputs.items()}
+        self._outputs = {normalize_command(k) if k != FALLBACK_KEY else k: v for k, v in outputs.items()}
         self._name = name
 
     @property
@@ -32,7 +32,7 @@ class ScriptedReasoner(BatchReasonerBase):
 
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> ScriptedReasoner:
-        """`model` is a JSON file {question: raw model output, "*": fallback}."""
+        """`model` is a JSON file {command: raw model output, "*": fallback}."""
         path = Path(config.model)
         try:
             outputs = json.loads(path.read_text(encoding="utf-8"))
@@ -42,11 +42,11 @@ class ScriptedReasoner(BatchReasonerBase):
             raise ModelLoadError(f"scripted reasoner: {path} must hold a JSON object of strings")
         return cls(outputs, name=f"scripted:{path.name}")
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         results = []
-        for image, question in zip(images, questions, strict=True):
-            text = self._outputs.get(normalize_question(question), self._outputs.get(FALLBACK_KEY))
+        for image, command in zip(images, commands, strict=True):
+            text = self._outputs.get(normalize_command(command), self._outputs.get(FALLBACK_KEY))
             if text is None:
-                raise KeyError(f"scripted reasoner has no output for {question!r} and no '*' fallback")
+                raise KeyError(f"scripted reasoner has no output for {command!r} and no '*' fallback")
             results.append(output_from_text(text, (int(image.shape[1]), int(image.shape[0]))))
         return results

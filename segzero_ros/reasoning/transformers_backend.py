@@ -2,11 +2,11 @@
 
 Reproduces the reference inference exactly (SEGZERO.md "Inference, step by step"): the image squashed to
 840×840, one user turn [image, Seg-Zero prompt] under the chat template's default system prompt, greedy
-decoding with the KV cache, and the answer scaled back to the original image. Several (image, question)
+decoding with the KV cache, and the answer scaled back to the original image. Several (image, command)
 pairs share one left-padded `generate` call.
 
 torch and transformers are imported inside the functions that need them, so importing this module (e.g. to
-read `build_messages`) stays cheap.
+read its constants) stays cheap; the chat turn itself is `segzero_ros.reasoning.chat`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig, widen
 from segzero_ros.core.geometry import resize_to_reasoning_frame
-from segzero_ros.core.prompt import build_prompt
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.files import hub_offline, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
+from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
 
 LOAD_FIX_HINT = (
     "To fix this, pass a local model folder (`segzero infer --reasoner /path/to/Seg-Zero-7B`, or the ROS node "
@@ -33,27 +33,6 @@ LOAD_FIX_HINT = (
     f"`huggingface-cli download {DEFAULT_REASONER_MODEL} --local-dir /path/to/Seg-Zero-7B` and copy that "
     "folder here, or use `--tiny` for the offline smoke-test models."
 )
-
-
-def build_messages(question: str) -> list[dict[str, Any]]:
-    """The single user turn the reference sends: the image first, then the Seg-Zero prompt text.
-
-    No system message: the chat template's default one ("You are a helpful assistant.") applies.
-    """
-    return [
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": build_prompt(question)}],
-        }
-    ]
-
-
-def render_chat_text(processor: Any, question: str) -> str:
-    """Chat-formatted text (with the image placeholder and the assistant turn opened) for one question."""
-    text = processor.apply_chat_template(build_messages(question), tokenize=False, add_generation_prompt=True)
-    if not isinstance(text, str):
-        raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
-    return text
 
 
 def rgb_array_to_frame(image: np.ndarray) -> Any:
@@ -67,27 +46,15 @@ def rgb_array_to_frame(image: np.ndarray) -> Any:
     return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))
 
 
-def prepare_processor_for_generation(processor: Any) -> Any:
-    """Make the processor pad on the left, the one side batched generation works with; returns it.
-
-    `generate` appends every row's new tokens after the last position of the padded batch, so padding
-    must sit before each prompt: right padding would put pad tokens between a shorter prompt and its
-    answer. A checkpoint's tokenizer may pad on the right (a common training default), so every loader of
-    a processor that generates (the reasoner, the tiny model build, GRPO training) calls this once.
-    """
-    processor.tokenizer.padding_side = "left"
-    return processor
-
-
-def prepare_batch(processor: Any, images: Sequence[np.ndarray], questions: Sequence[str]) -> Any:
-    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, question) pairs.
+def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str]) -> Any:
+    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, command) pairs.
 
     The processor must have gone through `prepare_processor_for_generation`.
     """
     if processor.tokenizer.padding_side != "left":
         raise ValueError("batched generation needs a left-padding processor; call prepare_processor_for_generation")
     frames = [rgb_array_to_frame(image) for image in images]
-    texts = [render_chat_text(processor, question) for question in questions]
+    texts = [render_chat_text(processor, command) for command in commands]
     return processor(text=texts, images=frames, padding=True, return_tensors="pt")
 
 
@@ -167,10 +134,10 @@ class TransformersReasoner(BatchReasonerBase):
     def processor(self) -> Any:
         return self._processor
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         """All pairs in one greedy `generate` call; times are the batch's, shared equally among its outputs."""
-        if len(images) != len(questions):
-            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        if len(images) != len(commands):
+            raise ValueError(f"{len(images)} images but {len(commands)} commands")
         if not images:
             return []
         if self._model is None:
@@ -178,7 +145,7 @@ class TransformersReasoner(BatchReasonerBase):
         import torch
 
         started = time.perf_counter()
-        inputs = prepare_batch(self._processor, images, questions).to(self._model.device)
+        inputs = prepare_batch(self._processor, images, commands).to(self._model.device)
         sizes = [(int(image.shape[1]), int(image.shape[0])) for image in images]
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()

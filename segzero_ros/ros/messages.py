@@ -58,7 +58,7 @@ def result_message(answer: Answer, header: Any) -> Any:
     msg.success = result.ok
     msg.error_kind = result.error_kind.value if result.error_kind is not None else ""
     msg.error = wire_text(result.error or "")
-    msg.reasoning = wire_text(result.think)
+    msg.reasoning = wire_text(result.reasoning)
     msg.raw_output = wire_text(result.raw_output)
     if result.box is not None and result.points is not None:
         msg.has_prompt = True

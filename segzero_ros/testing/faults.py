@@ -123,8 +123,8 @@ class FaultyReasoner(BatchReasonerBase):
     def from_config(cls, config: ReasonerConfig) -> FaultyReasoner:
         return cls(_script_for(config.model, "reasoner"), name=f"faulty:{config.model}")
 
-    def reason_batch(self, images: Sequence[np.ndarray], questions: Sequence[str]) -> list[ReasonerOutput]:
-        for _ in questions:
+    def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
+        for _ in commands:
             self._script.enact(self._script.next_fault(), "reasoner")
         return [output_from_text(FAULTY_ANSWER, (int(image.shape[1]), int(image.shape[0]))) for image in images]
 

@@ -1,7 +1,7 @@
 """The client side of the segzero node's topics, for tests and the soak benchmark. Imports rclpy.
 
-Publishers and subscriptions use QoS deep enough for bursts (a reliable KEEP_LAST writer drops the oldest
-unacknowledged sample once its depth is reached, which would lose commands in a burst of 100).
+The public SegZeroClient (its QoS is deep enough for bursts of commands) with camera publishers and
+collectors added.
 """
 
 from __future__ import annotations
@@ -11,34 +11,26 @@ import time
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
 
-from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.ros.client import SegZeroClient
 from segzero_ros.testing.collect import Collector, wait_until
 
-DEEP_RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CAMERA = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Like a camera driver's sensor-data QoS: the newest frame matters, a lost one is not resent."""
 
 
-class NodeClient:
-    """Publishes camera images and commands to a segzero node; collects its results and status."""
+class NodeClient(SegZeroClient):
+    """The public client (never spinning: tests spin their node in a background executor) plus camera
+    publishers and collectors of every result and status."""
 
     def __init__(self, node: Node, *, node_namespace: str = "/segzero", image_topic: str = "/image") -> None:
-        self.node = node
-        self.images = node.create_publisher(Image, image_topic, CAMERA)
-        self.compressed_images = node.create_publisher(CompressedImage, f"{image_topic}/compressed", CAMERA)
-        self.commands = node.create_publisher(String, f"{node_namespace}/command", DEEP_RELIABLE)
         self.results = Collector(f"{node_namespace}/result")
         self.status = Collector(f"{node_namespace}/status")
-        self._subscriptions = [
-            node.create_subscription(ReasoningSegmentation, self.results.topic, self.results, DEEP_RELIABLE),
-            node.create_subscription(SegZeroStatus, self.status.topic, self.status, LATCHED),
-        ]
+        super().__init__(node, node_name=node_namespace, spin=False, on_result=self.results, on_status=self.status)
+        self.images = node.create_publisher(Image, image_topic, CAMERA)
+        self.compressed_images = node.create_publisher(CompressedImage, f"{image_topic}/compressed", CAMERA)
 
     def wait_connected(self, timeout: float = 20.0, *, camera: bool = True) -> None:
         """Until DDS has matched our endpoints with the node's (the camera only while it is active)."""
@@ -52,7 +44,7 @@ class NodeClient:
     def send_command(self, text: str) -> float:
         """Publish a command; returns time.monotonic() just before publishing."""
         sent = time.monotonic()
-        self.commands.publish(String(data=text))
+        self.send(text)
         return sent
 
     def send_raw_command(self, payload: bytes) -> None:

@@ -1,7 +1,7 @@
 """A tiny Qwen2.5-VL built offline: the real tokenizer, processor and model classes, ~0.2 M parameters.
 
 Weights from random init never produce the Seg-Zero answer format, so the build briefly trains the model
-(teacher forcing on the real processor's chat-formatted inputs) to answer every image and question with
+(teacher forcing on the real processor's chat-formatted inputs) to answer every image and command with
 one fixed, well-formed completion (`TINY_COMPLETION`). That lets tests and `--tiny` smoke runs exercise
 the whole path generate → parse → SAM2 with a predictable answer. The answer itself means nothing.
 """
@@ -36,7 +36,7 @@ TINY_COMPLETION = (
     '{"bbox": [%d,%d,%d,%d], "points_1": [%d,%d], "points_2": [%d,%d]}'
     "</answer>" % (*TINY_FRAME_BOX, *TINY_FRAME_POINTS[0], *TINY_FRAME_POINTS[1])
 )
-"""What greedy decoding produces (special tokens skipped) for any image and question."""
+"""What greedy decoding produces (special tokens skipped) for any image and command."""
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -92,7 +92,7 @@ TRAIN_MAX_STEPS = 400
 TRAIN_LEARNING_RATE = 5e-3
 TRAIN_LOSS_TARGET = 0.01
 
-_TRAIN_QUESTIONS = (
+_TRAIN_COMMANDS = (
     "the red cup",
     "Person on the left.",
     "Which object would you use to cut paper?",
@@ -102,7 +102,7 @@ _TRAIN_QUESTIONS = (
     "car",
     "the second bottle from the right on the kitchen shelf",
 )
-_CHECK_QUESTIONS = ("the chair next to the table", "What can be used to keep rain off?")
+_CHECK_COMMANDS = ("the chair next to the table", "What can be used to keep rain off?")
 
 
 def ensure_tiny_qwen(cache_root: Path | None = None) -> Path:
@@ -127,7 +127,7 @@ def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:
     import torch
     import transformers
 
-    from segzero_ros.reasoning.transformers_backend import prepare_processor_for_generation
+    from segzero_ros.reasoning.chat import prepare_processor_for_generation
 
     hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
 
@@ -216,7 +216,7 @@ def build_tiny_tokenizer(seed: int = 0) -> Any:
 
 def _tokenizer_corpus(seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
-    corpus = [build_prompt(question) for question in (*_TRAIN_QUESTIONS, *_CHECK_QUESTIONS)]
+    corpus = [build_prompt(command) for command in (*_TRAIN_COMMANDS, *_CHECK_COMMANDS)]
     corpus += [TINY_COMPLETION] * 4 + [EXAMPLE_ANSWER, DEFAULT_SYSTEM_PROMPT, "system user assistant"]
     for _ in range(16):
         box = sorted(rng.integers(0, 840, 2).tolist()) + sorted(rng.integers(0, 840, 2).tolist())
@@ -293,14 +293,15 @@ def _warm_start(model: Any, processor: Any, seed: int) -> None:
     """Teacher-force TINY_COMPLETION after the chat-formatted Seg-Zero prompt until greedy would reproduce it."""
     import torch
 
-    from segzero_ros.reasoning.transformers_backend import render_chat_text, rgb_array_to_frame
+    from segzero_ros.reasoning.chat import render_chat_text
+    from segzero_ros.reasoning.transformers_backend import rgb_array_to_frame
 
     images = _sample_images(np.random.default_rng(seed))
-    pairs = [(images[i % len(images)], question) for i, question in enumerate(_TRAIN_QUESTIONS)]
+    pairs = [(images[i % len(images)], command) for i, command in enumerate(_TRAIN_COMMANDS)]
     target = TINY_COMPLETION + END_OF_TURN
     # Left padding (set by the build) puts every row's target at the end, where the labels slice it.
     batch = processor(
-        text=[render_chat_text(processor, question) + target for _, question in pairs],
+        text=[render_chat_text(processor, command) + target for _, command in pairs],
         images=[rgb_array_to_frame(image) for image, _ in pairs],
         padding=True,
         return_tensors="pt",
@@ -328,14 +329,14 @@ def _warm_start(model: Any, processor: Any, seed: int) -> None:
 
 
 def _verify(model: Any, processor: Any, seed: int) -> None:
-    """Greedy generation on unseen questions and image sizes must give exactly TINY_COMPLETION."""
+    """Greedy generation on unseen commands and image sizes must give exactly TINY_COMPLETION."""
     import torch
 
     from segzero_ros.reasoning.transformers_backend import prepare_batch
 
     rng = np.random.default_rng(seed + 1)
     images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.integers(0, 256, (517, 333, 3), dtype=np.uint8)]
-    inputs = prepare_batch(processor, images, list(_CHECK_QUESTIONS))
+    inputs = prepare_batch(processor, images, list(_CHECK_COMMANDS))
     with torch.inference_mode():
         sequences = model.generate(**inputs, do_sample=False, max_new_tokens=96, use_cache=True)
     texts = processor.tokenizer.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

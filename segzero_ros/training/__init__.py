@@ -1,7 +1,7 @@
 """Seg-Zero GRPO training on TRL: rewards as TRL reward functions, the refCOCOg_2k_840 data schema and its
 converters, the reference recipe as a typed config, and the trainer that ties them together.
 
-    config = load_training_config("configs/grpo_3b.yaml", ["max_steps=50"])
+    config = load_training_config("recipes/grpo_3b.yaml", ["max_steps=50"])
     outcome = train_grpo(config)          # → outcome.final_model_dir loads in TransformersReasoner
 
 Importing this package is cheap: torch, transformers, datasets and trl load only when a function needs them.

@@ -1,6 +1,6 @@
 """The GRPO training configuration: one typed dataclass whose defaults ARE the Seg-Zero reference recipe.
 
-Loaded from YAML (``configs/grpo_7b.yaml``) with ``key=value`` overrides on top, so a run is fully described
+Loaded from YAML (``recipes/grpo_7b.yaml``) with ``key=value`` overrides on top, so a run is fully described
 by its file plus the command line; the resolved values are written next to the checkpoint.
 
 Reference recipe (SEGZERO.md, veRL ``visionreasoner_7b.yaml``): 8 rollouts per prompt, 16 prompts per

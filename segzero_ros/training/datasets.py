@@ -4,7 +4,7 @@ The schema (one row per referring expression):
 
 =============  ===========================================================================================
 ``id``         str, unique
-``problem``    str, the expression or question as given (the prompt lower-cases it and strips periods)
+``problem``    str, the command (the reference schema's column name; the prompt lower-cases it and strips periods)
 ``solution``   str, ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>`` in 840-frame integers
 ``image``      840×840 RGB (already squashed, aspect ratio not kept)
 ``img_height`` int, the ORIGINAL image height (the 840 frame maps back to it)
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
-from segzero_ros.core.prompt import build_prompt
 from segzero_ros.evaluation.dataset import DatasetFormatError
 from segzero_ros.evaluation.folder import MaskedSample
 from segzero_ros.evaluation.hf import open_hf_dataset
+from segzero_ros.reasoning.chat import trl_prompt
 from segzero_ros.training.targets import EmptyMaskError, frame_targets
 
 _LOG = logging.getLogger(__name__)
@@ -266,15 +266,6 @@ def save_segzero_dataset(dataset: Any, output_dir: Path, split: str = "train") -
 # --- schema rows → TRL ------------------------------------------------------------------------------------
 
 
-def trl_prompt(problem: str) -> list[dict[str, Any]]:
-    """The conversational prompt for one row: one user turn with the Seg-Zero text (the node's exact prompt).
-
-    TRL puts the row's image in front of the text (``prepare_multimodal_messages``), giving the node's
-    [image, text] user turn; no system turn, so the chat template's default one applies, as at inference.
-    """
-    return [{"role": "user", "content": build_prompt(problem)}]
-
-
 def as_reasoning_frame(image: Any) -> Any:
     """A PIL image as the reasoner sees it: 840² RGB (left alone when it already is, as in the schema)."""
     from PIL import Image
@@ -290,7 +281,7 @@ def as_reasoning_frame(image: Any) -> Any:
 
 def _to_trl_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
     converted = dict(batch)
-    converted["prompt"] = [trl_prompt(problem) for problem in batch["problem"]]
+    converted["prompt"] = [trl_prompt(command) for command in batch["problem"]]
     converted["image"] = [as_reasoning_frame(image) for image in batch["image"]]
     return converted
 

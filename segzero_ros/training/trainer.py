@@ -25,7 +25,7 @@ from typing import Any
 
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import hub_offline, looks_like_local_path
-from segzero_ros.reasoning.transformers_backend import prepare_processor_for_generation
+from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
 from segzero_ros.training.rewards_trl import reward_functions, reward_names
 
@@ -209,28 +209,26 @@ def prepare_dataset(config: GRPOTrainingConfig) -> Any:
     )
 
 
-def prompt_token_count(processor: Any, problem: str, image: Any) -> int:
+def prompt_token_count(processor: Any, command: str, image: Any) -> int:
     """Tokens of one chat-formatted prompt with its 840² image, exactly as TRL will build it."""
-    from segzero_ros.training.datasets import as_reasoning_frame, trl_prompt
+    from segzero_ros.training.datasets import as_reasoning_frame
 
-    text_part = {"type": "text", "text": trl_prompt(problem)[0]["content"]}
-    messages = [{"role": "user", "content": [{"type": "image"}, text_part]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = render_chat_text(processor, command)
     inputs = processor(text=[text], images=[as_reasoning_frame(image)], return_tensors="pt")
     return int(inputs["input_ids"].shape[1])
 
 
 def check_prompt_length(processor: Any, dataset: Any, limit: int) -> int:
-    """Longest prompt (the longest question; the image always costs the same) must fit ``limit`` tokens."""
-    problems = dataset.select_columns(["problem"])["problem"]
-    if not problems:
+    """Longest prompt (the longest command; the image always costs the same) must fit ``limit`` tokens."""
+    commands = dataset.select_columns(["problem"])["problem"]  # the reference schema's name for the command
+    if not commands:
         raise TrainingError("the training dataset is empty")
-    longest = max(range(len(problems)), key=lambda index: len(problems[index]))
-    count = prompt_token_count(processor, problems[longest], dataset[longest]["image"])
+    longest = max(range(len(commands)), key=lambda index: len(commands[index]))
+    count = prompt_token_count(processor, commands[longest], dataset[longest]["image"])
     if count > limit:
         raise TrainingError(
             f"the longest prompt (row {longest}) is {count} tokens, over max_prompt_length={limit}; shorten the "
-            "question or raise max_prompt_length"
+            "command or raise max_prompt_length"
         )
     return count
 

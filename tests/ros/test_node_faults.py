@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.ros.harness import RosHarness, image_message, rgb_test_image, skip_module_unless_ros_runtime
+from tests.ros.harness import image_message, rgb_test_image, skip_module_unless_ros_runtime
 
 pytestmark = pytest.mark.ros
 skip_module_unless_ros_runtime()
@@ -37,22 +37,11 @@ EXPECTED_BOX = [16, 12, 48, 36]
 _script_names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def harness():
-    register_fault_backends()
-    harness = RosHarness(DOMAIN_ID, name="faults_client")
-    yield harness
-    harness.shutdown()
-
-
-@pytest.fixture(scope="module")
-def client(harness):
-    return NodeClient(harness.client)
+register_fault_backends()
 
 
 @pytest.fixture
-def make_node(harness, client):
-    created: list[SegZeroNode] = []
+def make_node(node_factory, harness, client):
     scripts: list[FaultScript] = []
 
     def make(reasoner: FaultScript | None = None, segmenter: FaultScript | None = None, *, start: bool = True,
@@ -63,10 +52,7 @@ def make_node(harness, client):
             name = f"{stage}-{next(_script_names)}"
             scripts.append(install_fault_script(name, script or FaultScript()))
             values[f"{stage}.model"] = name
-        values.update(overrides)
-        node = SegZeroNode(context=harness.context,
-                           parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
-        created.append(node)
+        node = node_factory(**{**values, **overrides})
         if start:
             assert node.start(), node.status().configure_error
         harness.executor.add_node(node)
@@ -80,10 +66,6 @@ def make_node(harness, client):
     yield make
     for script in scripts:
         script.release.set()  # no hanging call outlives its test
-    for node in created:
-        harness.executor.remove_node(node)
-        node.release()
-        node.destroy_node()
 
 
 def publish_image(client: NodeClient, node: SegZeroNode) -> None:
@@ -213,7 +195,7 @@ def test_segmenter_load_failure_frees_the_loaded_reasoner_and_a_retry_can_succee
     assert_serves_next_command(client)
 
 
-def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(harness, client):
+def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(harness, client, node_factory):
     """Autostart as segzero_node runs it (a multi-threaded executor); the load hangs until released."""
     import time
 
@@ -225,8 +207,7 @@ def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(
     install_fault_script(segmenter_name, FaultScript())
     values = {"reasoner.backend": FAULTY_BACKEND, "reasoner.model": slow_name, "segmenter.backend": FAULTY_BACKEND,
               "segmenter.model": segmenter_name, "status_period_s": 0.1}
-    node = SegZeroNode(context=harness.context,
-                       parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
+    node = node_factory(**values)
     executor = MultiThreadedExecutor(num_threads=4, context=harness.context)
     executor.add_node(node)
     autostart_when_spun(node)
@@ -255,6 +236,4 @@ def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(
         slow.release.set()
         executor.remove_node(node)
         executor.shutdown()
-        node.release()
-        node.destroy_node()
 

@@ -61,9 +61,9 @@ class GatedReasoner(ScriptedReasoner):
     gate = threading.Event()
     closed = threading.Event()
 
-    def reason_batch(self, images, questions):
+    def reason_batch(self, images, commands):
         assert GatedReasoner.gate.wait(timeout=30), "test never opened the gate"
-        return super().reason_batch(images, questions)
+        return super().reason_batch(images, commands)
 
     def close(self) -> None:
         GatedReasoner.closed.set()
@@ -131,13 +131,6 @@ class Wiring:
 
 
 @pytest.fixture(scope="module")
-def harness():
-    harness = RosHarness(DOMAIN_ID)
-    yield harness
-    harness.shutdown()
-
-
-@pytest.fixture(scope="module")
 def wiring(harness):
     return Wiring(harness)
 
@@ -150,15 +143,10 @@ def outputs_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def make_node(harness, wiring, outputs_file):
-    created: list[SegZeroNode] = []
-
+def make_node(node_factory, harness, wiring, outputs_file):
     def make(**overrides) -> SegZeroNode:
         values = {"reasoner.backend": "scripted", "reasoner.model": str(outputs_file), "segmenter.backend": "box"}
-        values.update(overrides)
-        node = SegZeroNode(context=harness.context,
-                           parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
-        created.append(node)
+        node = node_factory(**{**values, **overrides})
         if node.settings.node.autostart:
             node.start()
         harness.executor.add_node(node)
@@ -170,10 +158,6 @@ def make_node(harness, wiring, outputs_file):
     GatedReasoner.closed.clear()
     yield make
     GatedReasoner.gate.set()
-    for node in created:
-        harness.executor.remove_node(node)
-        node.release()
-        node.destroy_node()
 
 
 def _pixels(image_msg) -> np.ndarray:

@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros.harness import RosHarness, image_message, rgb_test_image, skip_module_unless_ros_runtime
+from tests.ros.harness import image_message, rgb_test_image, skip_module_unless_ros_runtime
 
 pytestmark = pytest.mark.ros
 skip_module_unless_ros_runtime()
 
-from rclpy.parameter import Parameter  # noqa: E402
 from segzero_ros.srv import Segment  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
@@ -46,18 +45,6 @@ def rss_bytes() -> int:
 
 
 @pytest.fixture(scope="module")
-def harness():
-    harness = RosHarness(DOMAIN_ID, name="malformed_client")
-    yield harness
-    harness.shutdown()
-
-
-@pytest.fixture(scope="module")
-def client(harness):
-    return NodeClient(harness.client)
-
-
-@pytest.fixture(scope="module")
 def outputs_file(tmp_path_factory) -> Path:
     path: Path = tmp_path_factory.mktemp("scripted") / "outputs.json"
     path.write_text(json.dumps({"odd model text": SURROGATE_THINK_OUTPUT, "*": GOOD_OUTPUT}))
@@ -65,15 +52,10 @@ def outputs_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def make_node(harness, client, outputs_file):
-    created: list[SegZeroNode] = []
-
+def make_node(node_factory, harness, client, outputs_file):
     def make(**overrides) -> SegZeroNode:
         values = {"reasoner.backend": "scripted", "reasoner.model": str(outputs_file), "segmenter.backend": "box"}
-        values.update(overrides)
-        node = SegZeroNode(context=harness.context,
-                           parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
-        created.append(node)
+        node = node_factory(**{**values, **overrides})
         assert node.start(), node.status().configure_error
         harness.executor.add_node(node)
         client.wait_connected()
@@ -81,11 +63,7 @@ def make_node(harness, client, outputs_file):
         client.status.clear()  # the previous test's node may have latched its status here
         return node
 
-    yield make
-    for node in created:
-        harness.executor.remove_node(node)
-        node.release()
-        node.destroy_node()
+    return make
 
 
 def send_image(client: NodeClient, node: SegZeroNode, msg) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros.harness import RosHarness, image_message, rgb_test_image, skip_module_unless_ros_runtime, wait_until
+from tests.ros.harness import image_message, rgb_test_image, skip_module_unless_ros_runtime, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 skip_module_unless_ros_runtime()
@@ -32,13 +32,6 @@ CAMERA_TOPIC = "/camera/color/image_raw"
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 START_TIMEOUT_S = 150.0
 """Importing torch + transformers and loading the tiny models, on two busy cores."""
-
-
-@pytest.fixture(scope="module")
-def harness():
-    harness = RosHarness(DOMAIN_ID)
-    yield harness
-    harness.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +119,20 @@ def test_node_process_answers_commands_over_dds(harness, node_process):
     assert reasoning.wait_for().data == result.reasoning != ""
     time.sleep(0.3)
     assert sum(m.command == "the red mug" for m in results.messages) == 1
+
+
+def test_the_planner_example_segments_a_picture_it_sends(node_process):
+    """examples/planner_client.py as a user runs it: the public SegZeroClient, spinning its own node."""
+    process, log_path = node_process
+    assert process.poll() is None, _log(log_path)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID))
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "planner_client.py"), "the thing I can cut bread with",
+         "--image", str(REPO / "examples" / "kitchen.png"), "--timeout", str(START_TIMEOUT_S)],
+        capture_output=True, text=True, env=env, timeout=START_TIMEOUT_S + 60, check=False)
+    assert completed.returncode == 0, f"{completed.stdout}\n{completed.stderr}\n{_log(log_path)}"
+    assert completed.stdout.startswith("box [") and " px  score " in completed.stdout
+    assert "reasoning: " in completed.stdout
 
 
 def test_node_process_exits_cleanly_on_sigint(node_process):

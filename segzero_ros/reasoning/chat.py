@@ -1,0 +1,43 @@
+"""The Qwen2.5-VL chat turn Seg-Zero sends, in one place for inference (the transformers backend, the tiny
+model build) and training (TRL's prompts, the prompt-length check). No transformers import: it works on
+any processor object with `apply_chat_template` and a tokenizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segzero_ros.core.prompt import build_prompt
+
+
+def user_turn(command: str) -> list[dict[str, Any]]:
+    """The single user turn the reference sends: the image first, then the Seg-Zero prompt text.
+
+    No system message: the chat template's default one ("You are a helpful assistant.") applies.
+    """
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(command)}]}]
+
+
+def trl_prompt(command: str) -> list[dict[str, Any]]:
+    """The same turn as TRL's conversational datasets take it: text only, TRL puts the row's image in front
+    (``prepare_multimodal_messages``), which gives :func:`user_turn` exactly."""
+    return [{"role": "user", "content": build_prompt(command)}]
+
+
+def render_chat_text(processor: Any, command: str) -> str:
+    """Chat-formatted text (with the image placeholder and the assistant turn opened) for one command."""
+    text = processor.apply_chat_template(user_turn(command), tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
+    return text
+
+
+def prepare_processor_for_generation(processor: Any) -> Any:
+    """Make the processor pad on the left, the one side batched generation works with; returns it.
+
+    `generate` appends every row's new tokens after the last position of the padded batch, so padding
+    must sit before each prompt: right padding would put pad tokens between a shorter prompt and its
+    answer. A checkpoint's tokenizer may pad on the right (a common training default), so every loader of
+    a processor that generates (the reasoner, the tiny model build, GRPO training) calls this once.
+    """
+    processor.tokenizer.padding_side = "left"
+    return processor
