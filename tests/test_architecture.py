@@ -91,6 +91,9 @@ def test_no_import_cycle_between_the_parts_of_the_package():
     ("scheduler", {"core", "options"}),
     ("segmentation", {"core", "config", "options", "errors", "devices", "files"}),
     ("export", {"core", "config", "options", "errors", "files", "segmentation"}),
+    ("data", {"core", "errors", "files", "images"}),
+    ("reasoning", {"core", "config", "options", "errors", "devices", "files"}),
+    ("pipeline", {"core", "reasoning", "segmentation"}),
 ])
 def test_layers_import_only_what_is_below_them(part, allowed):
     assert dependency_graph().get(part, set()) <= allowed

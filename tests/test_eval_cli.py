@@ -245,7 +245,7 @@ TINY_AVAILABLE = all(importlib.util.find_spec(m) is not None
 def test_tiny_models_run_the_whole_evaluation(tmp_path, capsys):
     from segzero_ros.core.geometry import Box, FrameScale, box_to_image
     from segzero_ros.data import generate_samples
-    from segzero_ros.evaluation.folder import write_folder_dataset
+    from segzero_ros.data.folder import write_folder_dataset
     from segzero_ros.tiny.qwen_vl import TINY_FRAME_BOX
 
     write_folder_dataset(generate_samples(6, seed=0, size=64), tmp_path / "synthetic")

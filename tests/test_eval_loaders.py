@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segzero_ros.evaluation import (
+from segzero_ros.data import (
     DatasetFormatError,
     EvalDataset,
-    Shard,
     detect_format,
     load_eval_dataset,
     load_hf_dataset,
     rasterize_shapes,
 )
+from segzero_ros.evaluation import Shard
 
 
 def rectangle(x1: float, y1: float, x2: float, y2: float) -> list[list[float]]:
@@ -138,7 +138,7 @@ def test_hf_parquet_in_hub_layout(tmp_path):
 def test_open_hf_dataset_split_rules_shared_by_eval_and_training(tmp_path, monkeypatch):
     import datasets
 
-    from segzero_ros.evaluation.hf import open_hf_dataset
+    from segzero_ros.data.hf import open_hf_dataset
 
     one = tmp_path / "one_split"
     datasets.DatasetDict({"test": hf_dataset()}).save_to_disk(str(one))
@@ -268,7 +268,7 @@ def test_unreadable_images_are_dataset_format_errors(tmp_path):
 
 def test_dataset_views_and_strided_shards(tmp_path):
     from segzero_ros.data import generate_samples
-    from segzero_ros.evaluation.folder import write_folder_dataset
+    from segzero_ros.data.folder import write_folder_dataset
 
     write_folder_dataset(generate_samples(7, seed=2, size=32), tmp_path / "d")
     dataset = load_eval_dataset(tmp_path / "d")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from segzero_ros.core.result import ErrorKind, SegmentationResult, error_result
-from segzero_ros.evaluation import EvalSample, score_sample, summarize_records
+from segzero_ros.data import EvalSample
+from segzero_ros.evaluation import score_sample, summarize_records
 
 
 def sample(ignore: np.ndarray | None = None) -> EvalSample:

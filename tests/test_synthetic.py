@@ -9,10 +9,10 @@ from segzero_ros.data import (
     Shape,
     generate_sample,
     generate_samples,
+    load_eval_dataset,
     resolve_expression,
 )
-from segzero_ros.evaluation import load_eval_dataset
-from segzero_ros.evaluation.folder import write_folder_dataset
+from segzero_ros.data.folder import write_folder_dataset
 
 
 def test_same_seed_same_samples_and_a_longer_run_extends_a_shorter_one():

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from segzero_ros.core.prompt import build_prompt
+from segzero_ros.data.dataset import DatasetFormatError
+from segzero_ros.data.folder import write_folder_dataset
 from segzero_ros.data.synthetic import generate_samples
-from segzero_ros.evaluation.dataset import DatasetFormatError
-from segzero_ros.evaluation.folder import write_folder_dataset
 from segzero_ros.training.datasets import (
     SEGZERO_COLUMNS,
     load_segzero_dataset,

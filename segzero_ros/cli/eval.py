@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from segzero_ros.backends import build_pipeline
-    from segzero_ros.evaluation.loaders import detect_format, load_eval_dataset
+    from segzero_ros.data.loaders import detect_format, load_eval_dataset
     from segzero_ros.evaluation.merge import merge_results, missing_ids
     from segzero_ros.evaluation.runner import Shard, ensure_run_file, evaluate, read_records
 
@@ -133,7 +133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from segzero_ros.evaluation.loaders import load_eval_dataset
+    from segzero_ros.data.loaders import load_eval_dataset
     from segzero_ros.evaluation.merge import merge_results
     from segzero_ros.evaluation.runner import read_run_file
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.evaluation.dataset import EvalDataset
+from segzero_ros.data.dataset import EvalDataset
 from segzero_ros.evaluation.report import write_report
 from segzero_ros.evaluation.runner import read_records, read_run_file, write_json_atomic
 from segzero_ros.evaluation.summary import summarize_records

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.core.geometry import Box, Point
-from segzero_ros.evaluation.dataset import EvalDataset
+from segzero_ros.data.dataset import EvalDataset
 
 PLOT_DIR = "plots"
 REPORT_NAME = "report.md"

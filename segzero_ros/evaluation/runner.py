@@ -25,8 +25,8 @@ import numpy as np
 
 from segzero_ros.core.metrics import failed_sample, intersection_union
 from segzero_ros.core.result import ErrorKind, SegmentationResult
+from segzero_ros.data.dataset import EvalDataset, EvalSample, safe_filename
 from segzero_ros.errors import SegZeroError
-from segzero_ros.evaluation.dataset import EvalDataset, EvalSample, safe_filename
 from segzero_ros.files import write_atomically
 from segzero_ros.pipeline import SegZeroPipeline
 

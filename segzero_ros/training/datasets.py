@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
-from segzero_ros.evaluation.dataset import DatasetFormatError
-from segzero_ros.evaluation.folder import MaskedSample
-from segzero_ros.evaluation.hf import open_hf_dataset
+from segzero_ros.data.dataset import DatasetFormatError
+from segzero_ros.data.folder import MaskedSample
+from segzero_ros.data.hf import open_hf_dataset
 from segzero_ros.reasoning.chat import trl_prompt
 from segzero_ros.training.targets import EmptyMaskError, frame_targets
 
@@ -203,7 +203,7 @@ def load_training_dataset(
     dataset = open_hf_dataset(text, split, any_single_split=True).dataset
     columns = set(dataset.column_names)
     if format == "auto" and not {"problem", "solution"} <= columns:
-        from segzero_ros.evaluation.hf import MASK_COLUMNS
+        from segzero_ros.data.hf import MASK_COLUMNS
 
         if columns & set(MASK_COLUMNS):
             return _masks_to_segzero(text, split, max_samples, resample, cache_dir, opened=dataset)
@@ -232,8 +232,8 @@ def check_segzero_schema(dataset: Any, where: str) -> None:
 def _looks_like_mask_folder(path: Path) -> bool:
     if not path.exists():
         return False
-    from segzero_ros.evaluation.folder import is_folder_dataset
-    from segzero_ros.evaluation.reasonseg import is_reasonseg_folder
+    from segzero_ros.data.folder import is_folder_dataset
+    from segzero_ros.data.reasonseg import is_reasonseg_folder
 
     return is_folder_dataset(path) or is_reasonseg_folder(path)
 
@@ -247,7 +247,7 @@ def _masks_to_segzero(
     *,
     opened: Any = None,
 ) -> Any:
-    from segzero_ros.evaluation import load_eval_dataset, wrap_hf_dataset
+    from segzero_ros.data import load_eval_dataset, wrap_hf_dataset
 
     masks = wrap_hf_dataset(opened, source) if opened is not None else load_eval_dataset(source, split=split)
     return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir)

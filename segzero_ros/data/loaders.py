@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segzero_ros.evaluation.dataset import DatasetFormatError, EvalDataset
-from segzero_ros.evaluation.folder import is_folder_dataset, load_folder_dataset
-from segzero_ros.evaluation.hf import is_saved_dataset, load_hf_dataset, parquet_files
-from segzero_ros.evaluation.reasonseg import is_reasonseg_folder, load_reasonseg
+from segzero_ros.data.dataset import DatasetFormatError, EvalDataset
+from segzero_ros.data.folder import is_folder_dataset, load_folder_dataset
+from segzero_ros.data.hf import is_saved_dataset, load_hf_dataset, parquet_files
+from segzero_ros.data.reasonseg import is_reasonseg_folder, load_reasonseg
 
 FORMATS = ("auto", "reasonseg", "hf", "folder")
 

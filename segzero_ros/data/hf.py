@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from segzero_ros.evaluation.dataset import (
+from segzero_ros.data.dataset import (
     DatasetFormatError,
     EvalDataset,
     EvalSample,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.evaluation.dataset import DatasetFormatError, EvalDataset, EvalSample
+from segzero_ros.data.dataset import DatasetFormatError, EvalDataset, EvalSample
 from segzero_ros.images import ImageReadError, load_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segzero_ros.evaluation.dataset import (
+from segzero_ros.data.dataset import (
     DatasetFormatError,
     EvalDataset,
     EvalSample,
