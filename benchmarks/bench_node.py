@@ -142,7 +142,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def run_node(params: dict[str, Any], width: int, height: int, commands: int, timeout: float) -> list[tuple[float, Any]]:
-    """Run a SegZeroNode as main() does (one executor thread), send `commands` commands one at a time;
+    """Run a SegZeroNode as main() does (TransitionExecutor), send `commands` commands one at a time;
     returns (command → result latency seen by the client in s, result) per command."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -150,21 +150,25 @@ def run_node(params: dict[str, Any], width: int, height: int, commands: int, tim
     from std_msgs.msg import String
 
     from segzero_ros.ros.image_conversion import array_to_image
-    from segzero_ros.ros.node import SegZeroNode
+    from segzero_ros.ros.executor import TransitionExecutor
+    from segzero_ros.ros.node import SegZeroNode, add_to_executor
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "93")))
-    executor = SingleThreadedExecutor(context=context)
+    executor = TransitionExecutor(context=context)
+    client_executor = SingleThreadedExecutor(context=context)  # a planner is another process: its own thread
     node = SegZeroNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     client = Client(context)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     measurements: list[tuple[float, Any]] = []
     try:
-        if not node.start():
-            raise RuntimeError(f"node did not start: {node.status().configure_error}")
-        executor.add_node(node)
-        executor.add_node(client.node)
+        add_to_executor(node, executor)  # autostart, as segzero_node does
+        client_executor.add_node(client.node)
         spinner.start()
+        threading.Thread(target=client_executor.spin, daemon=True).start()
+        wait_for(lambda: node.status().ready or bool(node.status().configure_error), timeout, "the node to start")
+        if not node.status().ready:
+            raise RuntimeError(f"node did not start: {node.status().configure_error}")
         wait_for(lambda: client.commands.get_subscription_count() >= 1
                  and client.images.get_subscription_count() >= 1, 20, "DDS discovery")
         image = array_to_image(scene(width, height)[0], "rgb8")

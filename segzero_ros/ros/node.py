@@ -5,7 +5,7 @@ inference worker, deadlines and the exactly-one-answer rule. The node maps messa
 messages, declares parameters (from the config classes, `segzero_ros.ros.params`), sets QoS and publishes.
 
 A lifecycle (managed) node: configure loads the models chosen by parameters (on the scheduler's worker thread;
-the transition waits for it on an executor thread of its own, so status, commands and `ros2 lifecycle get`
+the transition waits for it on a thread of TransitionExecutor's pool, so status, commands and `ros2 lifecycle get`
 keep being answered, with the state `configuring` and the seconds spent loading), activate subscribes to the
 camera, deactivate stops it, cleanup frees the models. Commands are answered in every state: each gets exactly
 ONE ReasoningSegmentation on ~/result, a success or an error with an explicit kind.
@@ -26,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -37,6 +37,7 @@ from std_msgs.msg import String
 
 from segzero_ros.backends import build_pipeline
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.ros.executor import TransitionExecutor
 from segzero_ros.ros.image_conversion import array_to_image, frame_problem, frame_to_rgb8
 from segzero_ros.ros.messages import (
     CommandContext,
@@ -60,8 +61,6 @@ from segzero_ros.visualize import overlay_image
 DEFAULT_NODE_NAME = "segzero"
 LOG_TEXT_CHARS = 80
 """Commands are shortened to this in log lines (results carry them in full)."""
-SPIN_THREADS = 4
-"""Executor threads in main(): a lifecycle transition that loads models occupies one."""
 
 IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
@@ -79,10 +78,12 @@ class SegZeroNode(LifecycleNode):
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs: Any) -> None:
         # LifecycleNode's own __init__ puts the lifecycle services in the default (mutually exclusive) group;
-        # a group of their own lets `get_state` answer while a configure transition is loading models.
-        self._lifecycle_group = ReentrantCallbackGroup()
+        # a group of their own lets `get_state` answer while a configure transition is loading models
+        # (spun by TransitionExecutor, see add_to_executor).
+        self.transition_group = ReentrantCallbackGroup()
+        """The lifecycle services' group; TransitionExecutor runs it off the spinning thread."""
         Node.__init__(self, node_name, **kwargs)
-        LifecycleNodeMixin.__init__(self, enable_communication_interface=True, callback_group=self._lifecycle_group)
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=True, callback_group=self.transition_group)
         self._parameter_problems = self._declare_parameters()
         self._settings = self._read_settings_or_defaults()
         self._lock = threading.Lock()
@@ -359,9 +360,11 @@ class SegZeroNode(LifecycleNode):
         self._publish(self._diagnostics_pub, diagnostics_message(status, self.get_fully_qualified_name()))
 
 
-def autostart_when_spun(node: SegZeroNode) -> None:
-    """With `autostart`, configure and activate from the executor once it spins (a multi-threaded one keeps
-    answering status, commands and lifecycle queries while the models load)."""
+def add_to_executor(node: SegZeroNode, executor: TransitionExecutor) -> None:
+    """Add `node` so its lifecycle transitions run off the spinning thread, and, with `autostart`, configure
+    and activate once the executor spins (status, commands and lifecycle queries are answered meanwhile)."""
+    executor.add_node(node)
+    executor.offload(node.transition_group)
     if not node.settings.node.autostart:
         return
     started = threading.Event()
@@ -374,17 +377,7 @@ def autostart_when_spun(node: SegZeroNode) -> None:
         if not node.start():
             node.get_logger().error("autostart failed; the node stays up for a lifecycle manager to retry")
 
-    timer = node.create_timer(0.0, autostart, callback_group=ReentrantCallbackGroup())
-
-
-def spin(node: SegZeroNode, executor: MultiThreadedExecutor) -> None:
-    """Spin until Ctrl-C / shutdown, autostarting first (see autostart_when_spun)."""
-    executor.add_node(node)
-    autostart_when_spun(node)
-    while True:
-        # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a
-        # second even when nothing arrives.
-        executor.spin_once(timeout_sec=0.25)
+    timer = node.create_timer(0.0, autostart, callback_group=node.transition_group)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -392,11 +385,15 @@ def main(args: list[str] | None = None) -> int:
     _init_without_rclpy_signal_handlers(args)
     # SIGTERM (sent by launch after SIGINT) ends the process the same orderly way as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    executor = MultiThreadedExecutor(num_threads=SPIN_THREADS)
+    executor = TransitionExecutor()
     node: SegZeroNode | None = None
     try:
         node = SegZeroNode()
-        spin(node, executor)
+        add_to_executor(node, executor)
+        while True:
+            # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a
+            # second even when nothing arrives.
+            executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

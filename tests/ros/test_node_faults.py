@@ -21,7 +21,7 @@ skip_module_unless_ros_runtime()
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from segzero_ros.ros.node import SegZeroNode, autostart_when_spun  # noqa: E402
+from segzero_ros.ros.node import SegZeroNode, add_to_executor  # noqa: E402
 from segzero_ros.testing.faults import (  # noqa: E402
     FAULTY_BACKEND,
     Fault,
@@ -196,11 +196,11 @@ def test_segmenter_load_failure_frees_the_loaded_reasoner_and_a_retry_can_succee
 
 
 def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(harness, client, node_factory):
-    """Autostart as segzero_node runs it (a multi-threaded executor); the load hangs until released."""
+    """Autostart as segzero_node runs it (TransitionExecutor); the load hangs until released."""
     import time
 
     from lifecycle_msgs.srv import GetState
-    from rclpy.executors import MultiThreadedExecutor
+    from segzero_ros.ros.executor import TransitionExecutor
 
     slow_name, segmenter_name = f"slow-{next(_script_names)}", f"segmenter-{next(_script_names)}"
     slow = install_fault_script(slow_name, FaultScript(slow_load=True))
@@ -208,9 +208,8 @@ def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(
     values = {"reasoner.backend": FAULTY_BACKEND, "reasoner.model": slow_name, "segmenter.backend": FAULTY_BACKEND,
               "segmenter.model": segmenter_name, "status_period_s": 0.1}
     node = node_factory(**values)
-    executor = MultiThreadedExecutor(num_threads=4, context=harness.context)
-    executor.add_node(node)
-    autostart_when_spun(node)
+    executor = TransitionExecutor(context=harness.context)
+    add_to_executor(node, executor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
