@@ -149,8 +149,8 @@ def run_node(params: dict[str, Any], width: int, height: int, commands: int, tim
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
 
-    from segzero_ros.ros.image_conversion import array_to_image
     from segzero_ros.ros.executor import TransitionExecutor
+    from segzero_ros.ros.image_conversion import array_to_image
     from segzero_ros.ros.node import SegZeroNode, add_to_executor
 
     context = rclpy.Context()

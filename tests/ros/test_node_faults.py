@@ -200,6 +200,7 @@ def test_lifecycle_state_status_and_commands_are_answered_while_the_models_load(
     import time
 
     from lifecycle_msgs.srv import GetState
+
     from segzero_ros.ros.executor import TransitionExecutor
 
     slow_name, segmenter_name = f"slow-{next(_script_names)}", f"segmenter-{next(_script_names)}"
