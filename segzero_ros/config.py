@@ -24,21 +24,30 @@ _SEGMENTER_BACKEND = "Segmenter backend registered in segzero_ros.backends (sam2
 
 
 @dataclass(frozen=True)
-class ReasonerConfig:
-    """What every reasoner backend reads."""
+class BackendConfig:
+    """A model section's config: validated where it is made, with messages naming the flat option."""
 
-    section = "reasoner"
-    """Prefix of its flat option names (reasoner.model)."""
+    section = ""
+    """Prefix of its flat option names ("reasoner" → reasoner.model)."""
 
-    backend: str = option("transformers", "Reasoner backend registered in segzero_ros.backends "
-                                          "(transformers, scripted, …).")
-    model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder (scripted: a JSON "
-                                                "file of recorded outputs).")
+    backend: str
 
     def __post_init__(self) -> None:
         check_options(self, f"{self.section}.")
         if not self.backend.strip():
             raise ValueError(f"{self.section}.backend must name a backend")
+
+
+@dataclass(frozen=True)
+class ReasonerConfig(BackendConfig):
+    """What every reasoner backend reads."""
+
+    section = "reasoner"
+
+    backend: str = option("transformers", "Reasoner backend registered in segzero_ros.backends "
+                                          "(transformers, scripted, …).")
+    model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder (scripted: a JSON "
+                                                "file of recorded outputs).")
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class TransformersReasonerConfig(ReasonerConfig):
 
 
 @dataclass(frozen=True)
-class SegmenterConfig:
+class SegmenterConfig(BackendConfig):
     """What every SAM2 segmenter backend reads (the box baseline reads none of it)."""
 
     section = "segmenter"
@@ -74,11 +83,6 @@ class SegmenterConfig:
                          pattern_hint=DEVICE_HINT)
     multimask_output: bool = option(True, "Let SAM2 propose three masks and keep the best-scoring one "
                                           "(Seg-Zero's setting).")
-
-    def __post_init__(self) -> None:
-        check_options(self, f"{self.section}.")
-        if not self.backend.strip():
-            raise ValueError(f"{self.section}.backend must name a backend")
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ def from_flat(cls: type[C], values: dict[str, Any]) -> C:
 
 
 __all__ = [
-    "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "ExportedGraphsConfig",
+    "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "BackendConfig",
+    "ExportedGraphsConfig",
     "OnnxRuntimeSegmenterConfig", "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
     "TransformersReasonerConfig", "from_flat", "widen",
 ]

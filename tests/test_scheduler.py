@@ -112,6 +112,23 @@ def make(recorder):
         scheduler.shutdown()
 
 
+@pytest.fixture
+def running(make):
+    """running(command, **config) → (scheduler, pipeline, gate): `command` is inside a model call that
+    returns only once the test sets `gate`."""
+
+    def start(command: str, **config) -> tuple[CommandScheduler, StandInPipeline, threading.Event]:
+        gate = threading.Event()
+        pipeline = StandInPipeline(gate)
+        scheduler = make(pipeline, **config)
+        scheduler.offer_frame(IMAGE)
+        scheduler.submit(command)
+        assert pipeline.running.wait(WAIT_S)
+        return scheduler, pipeline, gate
+
+    return start
+
+
 def test_a_command_runs_on_the_newest_frame_and_is_answered_once(make, recorder):
     pipeline = StandInPipeline()
     scheduler = make(pipeline)
@@ -196,13 +213,8 @@ def test_a_failed_load_leaves_the_reason_and_refuses_with_it(make, recorder):
                                                  "FileNotFoundError: no weights at /models/x")
 
 
-def test_exactly_one_answer_per_command_under_bursts_from_many_threads(make, recorder):
-    gate = threading.Event()
-    pipeline = StandInPipeline(gate)
-    scheduler = make(pipeline, queue_depth=5)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("first")
-    assert pipeline.running.wait(WAIT_S)
+def test_exactly_one_answer_per_command_under_bursts_from_many_threads(running, recorder):
+    scheduler, _, gate = running("first", queue_depth=5)
     threads = [threading.Thread(target=lambda i=i: [scheduler.submit(f"{i}-{k}") for k in range(25)])
                for i in range(8)]
     for thread in threads:
@@ -220,13 +232,8 @@ def test_exactly_one_answer_per_command_under_bursts_from_many_threads(make, rec
     assert (status.commands_received, status.results_succeeded, status.results_failed) == (201, 6, 195)
 
 
-def test_commands_run_first_in_first_out(make, recorder):
-    gate = threading.Event()
-    pipeline = StandInPipeline(gate)
-    scheduler = make(pipeline, queue_depth=3)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("a")
-    assert pipeline.running.wait(WAIT_S)
+def test_commands_run_first_in_first_out(running, recorder):
+    scheduler, pipeline, gate = running("a", queue_depth=3)
     for name in ("b", "c", "d"):
         scheduler.submit(name)
     gate.set()
@@ -235,14 +242,9 @@ def test_commands_run_first_in_first_out(make, recorder):
     assert answers[-1].queue_s > 0
 
 
-def test_an_overrun_is_answered_timeout_and_the_late_result_is_dropped(make, recorder):
+def test_an_overrun_is_answered_timeout_and_the_late_result_is_dropped(running, recorder):
     clock = FakeClock()
-    gate = threading.Event()
-    pipeline = StandInPipeline(gate)
-    scheduler = make(pipeline, clock=clock, watchdog=None, inference_timeout_s=5.0, queue_depth=2)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("hangs")
-    assert pipeline.running.wait(WAIT_S)
+    scheduler, _, gate = running("hangs", clock=clock, watchdog=None, inference_timeout_s=5.0, queue_depth=2)
     scheduler.submit("waits")
     clock.now += 4.0
     assert not scheduler.check_deadline()
@@ -277,13 +279,8 @@ def test_the_watchdog_thread_enforces_the_deadline_by_itself(make, recorder):
     gate.set()
 
 
-def test_release_waits_for_the_running_command_then_closes_the_pipeline(make, recorder):
-    gate = threading.Event()
-    pipeline = StandInPipeline(gate)
-    scheduler = make(pipeline, queue_depth=3)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("running")
-    assert pipeline.running.wait(WAIT_S)
+def test_release_waits_for_the_running_command_then_closes_the_pipeline(running, recorder):
+    scheduler, pipeline, gate = running("running", queue_depth=3)
     scheduler.submit("waiting")
     threading.Timer(0.05, gate.set).start()
     assert scheduler.release("node deactivated before the command ran", refusal="node is unconfigured")
@@ -296,13 +293,8 @@ def test_release_waits_for_the_running_command_then_closes_the_pipeline(make, re
     assert recorder.answers[-1].result.error == "node is unconfigured"
 
 
-def test_release_abandons_a_stuck_worker_which_closes_its_own_pipeline(make, recorder):
-    gate = threading.Event()
-    stuck = StandInPipeline(gate)
-    scheduler = make(stuck, inference_timeout_s=0.05, watchdog=None)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("hangs")
-    assert stuck.running.wait(WAIT_S)
+def test_release_abandons_a_stuck_worker_which_closes_its_own_pipeline(running, recorder):
+    scheduler, stuck, gate = running("hangs", inference_timeout_s=0.05, watchdog=None)
     assert not scheduler.release()  # waited until the deadline, then abandoned
     [answer] = recorder.wait_for(1)
     assert answer.result.error_kind.value == "timeout"
@@ -370,13 +362,8 @@ def test_an_on_result_that_raises_does_not_stop_the_worker(make):
     assert calls == ["one", "two"]
 
 
-def test_options_change_live(make, recorder):
-    gate = threading.Event()
-    pipeline = StandInPipeline(gate)
-    scheduler = make(pipeline, queue_depth=0)
-    scheduler.offer_frame(IMAGE)
-    scheduler.submit("runs")
-    assert pipeline.running.wait(WAIT_S)
+def test_options_change_live(running, recorder):
+    scheduler, _, gate = running("runs", queue_depth=0)
     scheduler.submit("refused")
     assert recorder.wait_for(1)[0].result.error_kind.value == "queue_full"
     scheduler.config = SchedulerConfig(queue_depth=1)
