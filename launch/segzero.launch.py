@@ -22,6 +22,7 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "device": ("reasoner.device", "segmenter.device"),
     "compressed_input": ("compressed_input",),
     "max_image_age_s": ("max_image_age_s",),
+    "spatial": ("spatial.enabled",),
 }
 """Launch argument → node parameter(s) it overrides when not empty."""
 
@@ -43,6 +44,9 @@ ARGUMENT_HELP = {
     "device": "cpu, cuda or cuda:N for both models; empty keeps the params file's devices",
     "compressed_input": "true: subscribe to <image>/compressed (sensor_msgs/CompressedImage)",
     "max_image_age_s": "newest image must be at most this old when a command arrives; 0 = any age",
+    "spatial": "true: also place each result in 3D from the aligned depth image (topics depth, depth_camera_info)",
+    "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
+    "depth_camera_info": "CameraInfo of the depth topic",
 }
 
 
@@ -54,7 +58,7 @@ def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
         if not text:
             continue
         value: Any = text
-        if argument in ("autostart", "compressed_input"):
+        if argument in ("autostart", "compressed_input", "spatial"):
             if text.lower() not in ("true", "false"):
                 raise ValueError(f"launch argument {argument} must be true or false, got {text!r}")
             value = text.lower() == "true"
@@ -78,6 +82,8 @@ def generate_launch_description() -> Any:
     share = get_package_share_directory("segzero_ros")
     defaults = {
         "image": "/camera/image_raw",
+        "depth": "/camera/aligned_depth_to_color/image_raw",
+        "depth_camera_info": "/camera/aligned_depth_to_color/camera_info",
         "params_file": os.path.join(share, "config", "segzero.yaml"),
         "namespace": "",
         "node_name": "segzero",
@@ -97,7 +103,8 @@ def generate_launch_description() -> Any:
                 name=value["node_name"],
                 namespace=value["namespace"],
                 parameters=[value["params_file"], parameter_overrides(value)],
-                remappings=[("image", image), ("image/compressed", f"{image}/compressed")],
+                remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
+                            ("depth", value["depth"]), ("depth_camera_info", value["depth_camera_info"])],
                 arguments=["--ros-args", "--log-level", value["log_level"]],
                 output="screen",
                 emulate_tty=True,

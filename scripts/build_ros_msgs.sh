@@ -29,7 +29,7 @@ EOF
 
 # The wheels' dependency lists are incomplete: the generators need these too (ENVIRONMENT.md).
 required=(ament_cmake ament_cmake_python ament_cmake_include_directories ament_cmake_ros_core ament_package
-          rosidl_default_generators rosidl_core_generators sensor_msgs std_msgs builtin_interfaces)
+          rosidl_default_generators rosidl_core_generators sensor_msgs std_msgs builtin_interfaces geometry_msgs)
 missing=()
 for package in "${required[@]}"; do
   [ -d "$VENV/share/$package" ] || missing+=("ros-${package//_/-}")

@@ -36,8 +36,11 @@ ENCODINGS: dict[str, EncodingLayout] = {
     "mono8": EncodingLayout(np.dtype(np.uint8), 1),
     "mono16": EncodingLayout(np.dtype(np.uint16), 1),
     "16UC1": EncodingLayout(np.dtype(np.uint16), 1),
+    "32FC1": EncodingLayout(np.dtype(np.float32), 1),
 }
 """Encodings this module converts, with their per-pixel layout."""
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+"""Depth images (REP 118): 16UC1 / mono16 in millimetres, 32FC1 in metres."""
 
 _HOST_IS_BIGENDIAN = sys.byteorder == "big"
 
@@ -90,6 +93,8 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
     """
     import cv2
 
+    if msg.encoding == "32FC1":
+        raise ImageConversionError("32FC1 is a depth encoding, not a camera image (remap the colour topic)")
     pixels = image_to_array(msg)
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
@@ -179,11 +184,20 @@ def frame_problem(msg: Image | CompressedImage, max_pixels: int) -> str | None:
         return "compressed image is empty" if len(msg.data) == 0 else None
     if int(msg.width) * int(msg.height) > max_pixels:
         return f"image of {msg.width}×{msg.height} pixels is larger than max_image_pixels ({max_pixels})"
+    if msg.encoding == "32FC1":
+        return "32FC1 is a depth encoding, not a camera image (remap the colour topic)"
     try:
         image_to_array(msg)  # validates encoding, sizes, step and data length; views, does not copy
     except ImageConversionError as exc:
         return str(exc)
     return None
+
+
+def depth_to_array(msg: Image) -> np.ndarray:
+    """H×W depth of a 16UC1 / mono16 (uint16, mm) or 32FC1 (float32, m) Image, host byte order."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(f"depth image encoding {msg.encoding!r} is not one of {', '.join(DEPTH_ENCODINGS)}")
+    return image_to_array(msg)
 
 
 def frame_to_rgb8(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:

@@ -53,7 +53,9 @@ from segzero_ros.ros.params import (
     settings_from_parameters,
     specs_by_name,
     validate_value,
+    with_live_changes,
 )
+from segzero_ros.ros.spatial import SpatialOutputs
 from segzero_ros.scheduler import Answer, CommandScheduler, SchedulerConfig
 from segzero_ros.srv import Segment
 from segzero_ros.visualize import overlay_image
@@ -93,6 +95,7 @@ class SegZeroNode(LifecycleNode):
         self._scheduler = CommandScheduler(self._publish_answer, convert=self._to_rgb, on_change=self._publish_status,
                                            config=self._scheduler_config(self._settings))
         self._scheduler.close_intake("node is unconfigured, not active")
+        self._spatial = SpatialOutputs(self)
 
         # Commands, results and status exist in every lifecycle state: a command sent to an inactive node
         # still gets its (not_ready) result instead of silence.
@@ -163,9 +166,9 @@ class SegZeroNode(LifecycleNode):
             self._parameter_problems.pop(name, None)  # a rejected override has now been replaced
         live = {name: value for name, value in changes.items() if specs[name].runtime}
         if live:
-            self._settings = dataclasses.replace(self._settings,
-                                                 node=dataclasses.replace(self._settings.node, **live))
+            self._settings = with_live_changes(self._settings, live)
             self._scheduler.config = self._scheduler_config(self._settings)
+            self._spatial.config = self._settings.spatial
         deferred = sorted(set(changes) - set(live))
         if deferred and self._state_label != "unconfigured":
             self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
@@ -227,6 +230,7 @@ class SegZeroNode(LifecycleNode):
         else:
             self._image_subscription = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         self._scheduler.image_source = self._image_subscription.topic_name
+        self._spatial.start(self._settings.spatial)
         self._set_label("active")
         self._scheduler.open_intake()
         self.get_logger().info(f"active: waiting for images on {self._image_subscription.topic_name}")
@@ -258,6 +262,7 @@ class SegZeroNode(LifecycleNode):
         self._scheduler.shutdown("node is finalized, not active")
 
     def _stop_intake(self, reason: str, label: str) -> None:
+        self._spatial.stop()
         if self._image_subscription is not None:
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
@@ -318,6 +323,7 @@ class SegZeroNode(LifecycleNode):
         """Publish a command's one result (and its mask, reasoning, overlay); reply to a service caller."""
         result = answer.result
         msg = result_message(answer, source_header(answer.job))
+        self._spatial.fill(msg, answer)
         if result.ok and self._mask_pub.get_subscription_count() > 0:
             self._publish(self._mask_pub, msg.mask)
         if result.raw_output:

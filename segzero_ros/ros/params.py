@@ -10,6 +10,7 @@ declarations (the node), validation, `config/segzero.yaml` and the table in docs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +52,26 @@ class NodeConfig(SchedulerConfig):
 
 
 @dataclass(frozen=True)
+class SpatialConfig:
+    """3D output from an aligned depth image (parameters spatial.*)."""
+
+    enabled: bool = option(False, "Subscribe to 'depth' (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the "
+                                  "colour camera) and 'depth_camera_info', and publish each result's object in 3D.")
+    max_skew_s: float = option(0.05, "The depth image paired with a colour image is the one stamped nearest to "
+                                     "it, at most this many seconds apart (else has_3d false).",
+                               minimum=0.0, maximum=10.0, live=True)
+    min_points: int = option(20, "Fewer inlier points than this give has_3d false (depth_error says why).",
+                             minimum=1, maximum=1_000_000, live=True)
+    max_cloud_points: int = option(20_000, "~/object_cloud carries at most this many points (evenly strided).",
+                                   minimum=1, maximum=10_000_000, live=True)
+    depth_scale: float = option(0.0, "Metres per depth unit; 0 = by encoding (16UC1: 0.001, 32FC1: 1).",
+                                minimum=0.0, maximum=1000.0, live=True)
+
+    def __post_init__(self) -> None:
+        check_options(self, "spatial.")
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     """One ROS parameter: a declared option under its flat name."""
 
@@ -88,6 +109,7 @@ class ParamSpec:
 class NodeSettings:
     node: NodeConfig
     pipeline: PipelineConfig
+    spatial: SpatialConfig = SpatialConfig()
 
 
 def _section(name: str, registry: Mapping[str, Backend[Any]], base: type) -> list[ParamSpec]:
@@ -111,6 +133,7 @@ def node_parameters() -> tuple[ParamSpec, ...]:
         *(ParamSpec(name, info) for name, info in options_of(NodeConfig).items()),
         *_section("reasoner", REASONER_BACKENDS, ReasonerConfig),
         *_section("segmenter", SEGMENTER_BACKENDS, SegmenterConfig),
+        *(ParamSpec(f"spatial.{name}", info) for name, info in options_of(SpatialConfig).items()),
     )
 
 
@@ -152,7 +175,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
     problems = parameter_problems(merged)
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
-    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "": {}}
+    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "": {}}
     for name, value in merged.items():
         section, _, field_name = name.rpartition(".")
         sections[section][field_name] = value
@@ -163,6 +186,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
             node=from_flat(NodeConfig, sections[""]),
             pipeline=PipelineConfig(reasoner=from_flat(reasoner_class, sections["reasoner"]),
                                     segmenter=from_flat(segmenter_class, sections["segmenter"])),
+            spatial=from_flat(SpatialConfig, sections["spatial"]),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid parameters: {exc}") from exc
@@ -173,6 +197,16 @@ def _registered(registry: Mapping[str, Backend[Any]], backend: str, kind: str) -
     if entry is None:  # configure reports it (unknown backend, with the list) when it loads
         return ReasonerConfig if kind == "reasoner" else SegmenterConfig
     return entry.config
+
+
+def with_live_changes(settings: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
+    """`settings` with new values of live parameters (already validated) applied."""
+    node = {name: value for name, value in changes.items() if "." not in name}
+    spatial_options = options_of(SpatialConfig)
+    spatial: dict[str, Any] = {name.partition(".")[2]: spatial_options[name.partition(".")[2]].from_flat(value)
+                               for name, value in changes.items() if name.startswith("spatial.")}
+    return dataclasses.replace(settings, node=dataclasses.replace(settings.node, **node),
+                               spatial=dataclasses.replace(settings.spatial, **spatial))
 
 
 def ignored_parameters(values: Mapping[str, Any]) -> list[str]:
@@ -270,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["NODE_PARAMETERS", "SPECS_BY_NAME", "NodeConfig", "NodeSettings", "ParamSpec", "ignored_parameters",
-           "node_parameters", "parameter_problems", "parameters_markdown", "parameters_yaml",
-           "settings_from_parameters", "specs_by_name", "validate_value"]
+__all__ = ["NODE_PARAMETERS", "SPECS_BY_NAME", "NodeConfig", "NodeSettings", "ParamSpec", "SpatialConfig",
+           "ignored_parameters", "node_parameters", "parameter_problems", "parameters_markdown", "parameters_yaml",
+           "settings_from_parameters", "specs_by_name", "validate_value", "with_live_changes"]
 
 if __name__ == "__main__":
     sys.exit(main())
