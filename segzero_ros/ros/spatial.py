@@ -47,6 +47,9 @@ class SpatialOutputs:
     def __init__(self, node: Node) -> None:
         self._node = node
         self._lock = threading.Lock()
+        """Guards the ring buffer and the latest CameraInfo (executor thread vs worker thread)."""
+        self._publishing = threading.Lock()
+        """Held while fill() publishes, so stop() never destroys a publisher under it."""
         self._ring = StampedRing(RING_FRAMES)
         self._info: Any = None
         self._subscriptions: list[Any] = []
@@ -92,6 +95,10 @@ class SpatialOutputs:
         node.get_logger().info(f"3D output on: depth from {depth.topic_name}, intrinsics from {info.topic_name}")
 
     def stop(self) -> None:
+        with self._publishing:
+            self._stop()
+
+    def _stop(self) -> None:
         for subscription in self._subscriptions:
             self._node.destroy_subscription(subscription)
         for publisher in self._publishers:
@@ -111,8 +118,16 @@ class SpatialOutputs:
 
     def fill(self, result: Any, answer: Answer) -> None:
         """Set the result message's 3D fields and publish the 3D outputs (a failure only fills depth_error)."""
-        if not self.active:
-            return
+        with self._publishing:
+            if not self.active:
+                return
+            try:
+                self._fill(result, answer)
+            except Exception as exc:  # a 3D problem must never cost the command its 2D result
+                self._node.get_logger().error(f"3D output failed: {exc!r}")
+                result.has_3d, result.depth_error = False, f"3D output failed: {type(exc).__name__}: {exc}"
+
+    def _fill(self, result: Any, answer: Answer) -> None:
         if not result.success or answer.result.mask is None:
             result.depth_error = "no mask to place in 3D"
             return
