@@ -23,6 +23,7 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "compressed_input": ("compressed_input",),
     "max_image_age_s": ("max_image_age_s",),
     "spatial": ("spatial.enabled",),
+    "tiny": ("tiny",),
 }
 """Launch argument → node parameter(s) it overrides when not empty."""
 
@@ -44,6 +45,7 @@ ARGUMENT_HELP = {
     "device": "cpu, cuda or cuda:N for both models; empty keeps the params file's devices",
     "compressed_input": "true: subscribe to <image>/compressed (sensor_msgs/CompressedImage)",
     "max_image_age_s": "newest image must be at most this old when a command arrives; 0 = any age",
+    "tiny": "true: the tiny offline models (no weights needed; masks and reasoning are MEANINGLESS)",
     "spatial": "true: also place each result in 3D from the aligned depth image (topics depth, depth_camera_info)",
     "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
     "depth_camera_info": "CameraInfo of the depth topic",
@@ -58,7 +60,7 @@ def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
         if not text:
             continue
         value: Any = text
-        if argument in ("autostart", "compressed_input", "spatial"):
+        if argument in ("autostart", "compressed_input", "spatial", "tiny"):
             if text.lower() not in ("true", "false"):
                 raise ValueError(f"launch argument {argument} must be true or false, got {text!r}")
             value = text.lower() == "true"
@@ -69,11 +71,22 @@ def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
     return overrides
 
 
+def rviz_installed() -> bool:
+    """rviz2 is in this ROS environment (its ament index entry), so launch_ros can start it."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def generate_launch_description() -> Any:
     import os
 
     from ament_index_python.packages import get_package_share_directory
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -111,8 +124,12 @@ def generate_launch_description() -> Any:
             )
         ]
         if value["use_rviz"].lower() == "true":
-            nodes.append(Node(package="rviz2", executable="rviz2", arguments=["-d", value["rviz_config"]],
-                              output="log"))
+            if rviz_installed():
+                nodes.append(Node(package="rviz2", executable="rviz2", arguments=["-d", value["rviz_config"]],
+                                  output="log"))
+            else:  # decided before anything starts: a failing rviz2 would leave the node orphaned
+                nodes.insert(0, LogInfo(msg="use_rviz:=true but rviz2 is not installed (apt install "
+                                            "ros-$ROS_DISTRO-rviz2): starting the node without RViz"))
         return nodes
 
     return LaunchDescription(

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build this package's ROS interfaces (msg/, srv/) into the virtualenv's prefix with the ROS 2 PyPI wheels,
-# so `from segzero_ros.msg import ReasoningSegmentation` works from .venv without a ROS installation.
+# so `from segzero_ros.msg import ReasoningSegmentation` works from .venv without a ROS installation; the
+# same install puts the ament index entry, share/segzero_ros/{launch,config} and lib/segzero_ros/segzero_node
+# there, so `ros2 launch segzero_ros segzero.launch.py` and `ros2 run` work with AMENT_PREFIX_PATH=.venv.
 # On a robot with ROS installed use colcon instead (README). Idempotent: does nothing when the interface
 # files, CMakeLists.txt, package.xml and this script are unchanged since the last successful build.
 #
@@ -67,7 +69,7 @@ assert ReasoningSegmentation.ERROR_NO_IMAGE == "no_image", repr(ReasoningSegment
 EOF
 }
 
-fingerprint=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml "$0" | sha256sum | cut -d' ' -f1)
+fingerprint=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml launch/* config/* "$0" | sha256sum | cut -d' ' -f1)
 fingerprint="$fingerprint $VENV"
 if [ "$force" != "--force" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$fingerprint" ] \
     && [ -d "$SITE/segzero_ros/msg" ]; then

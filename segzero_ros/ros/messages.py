@@ -1,4 +1,4 @@
-"""Scheduler answers and status → the node's ROS messages. No node state: plain functions, tested alone."""
+"""Scheduler answers, status and parameter specs → the node's ROS messages. No node state: plain functions."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from std_msgs.msg import Header
 
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
 from segzero_ros.ros.image_conversion import mask_to_image
+from segzero_ros.ros.params import ParamSpec
 from segzero_ros.scheduler import Answer, Job, SchedulerStatus
 
 _STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(SchedulerStatus)) & set(
@@ -27,6 +29,21 @@ class CommandContext:
     """builtin_interfaces/Time on the node clock when the command arrived."""
     reply: Any = None
     """Called with the result message (the Segment service), or None."""
+
+
+def parameter_descriptor(spec: ParamSpec) -> Any:
+    """The ROS declaration of one parameter: description, the rule in words, and its range, so ROS itself
+    refuses values outside it (`ros2 param describe` shows all of it)."""
+    descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints)
+    info = spec.option
+    if info.minimum is not None and info.maximum is not None:
+        if spec.type is int:
+            descriptor.integer_range = [IntegerRange(from_value=int(info.minimum), to_value=int(info.maximum),
+                                                     step=0)]
+        elif spec.type is float:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(info.minimum),
+                                                                  to_value=float(info.maximum), step=0.0)]
+    return descriptor
 
 
 def wire_text(text: str) -> str:

@@ -15,6 +15,7 @@ Only the Humble subset of rclpy is used (no context managers on init/node, no Ev
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import signal
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
@@ -42,6 +43,7 @@ from segzero_ros.ros.image_conversion import array_to_image, frame_problem, fram
 from segzero_ros.ros.messages import (
     CommandContext,
     diagnostics_message,
+    parameter_descriptor,
     result_message,
     source_header,
     status_message,
@@ -58,6 +60,7 @@ from segzero_ros.ros.params import (
 from segzero_ros.ros.spatial import SpatialOutputs
 from segzero_ros.scheduler import Answer, CommandScheduler, SchedulerConfig
 from segzero_ros.srv import Segment
+from segzero_ros.tiny import TINY_WARNING, tiny_pipeline_config
 from segzero_ros.visualize import overlay_image
 
 DEFAULT_NODE_NAME = "segzero"
@@ -120,14 +123,7 @@ class SegZeroNode(LifecycleNode):
         problems: dict[str, str] = {}
         specs = specs_by_name()
         for spec in specs.values():
-            descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints)
-            info = spec.option
-            if spec.type is int and info.minimum is not None and info.maximum is not None:
-                descriptor.integer_range = [IntegerRange(from_value=int(info.minimum), to_value=int(info.maximum),
-                                                         step=0)]
-            elif spec.type is float and info.minimum is not None and info.maximum is not None:
-                descriptor.floating_point_range = [FloatingPointRange(
-                    from_value=float(info.minimum), to_value=float(info.maximum), step=0.0)]
+            descriptor = parameter_descriptor(spec)
             try:
                 self.declare_parameter(spec.name, spec.default, descriptor)
             except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
@@ -207,10 +203,14 @@ class SegZeroNode(LifecycleNode):
         self._scheduler.config = self._scheduler_config(settings)
         self._set_label("configuring")
         config = settings.pipeline
-        self.get_logger().info(f"loading reasoner {_describe(config.reasoner)} and segmenter "
-                               f"{_describe(config.segmenter)}")
+        if settings.node.tiny:
+            self.get_logger().warning(f"tiny:=true: {TINY_WARNING.upper()}")
+        else:
+            self.get_logger().info(f"loading reasoner {_describe(config.reasoner)} and segmenter "
+                                   f"{_describe(config.segmenter)}")
         try:
-            self._scheduler.load(lambda: build_pipeline(config)).result()
+            self._scheduler.load(lambda: build_pipeline(tiny_pipeline_config() if settings.node.tiny else config)
+                                 ).result()
         except Exception as exc:  # any load failure must leave the node unconfigured, not dead
             self._configure_error = f"cannot load models: {type(exc).__name__}: {exc}"
             self.get_logger().error(f"{self._configure_error}; staying unconfigured (fix parameters, configure again)")
@@ -303,7 +303,11 @@ class SegZeroNode(LifecycleNode):
         future: Future[Any] = Future(executor=self.executor)
         future.add_done_callback(lambda _: None)  # wakes the executor when the worker completes the future
         self._submit(request.command, request.command_id, frame, future.set_result)
-        response.result = await future
+        result: Any = await future
+        if not request.include_mask:  # e.g. `ros2 service call`, which prints every byte of a 1.4 MB mask
+            result = copy.copy(result)
+            result.mask = Image()
+        response.result = result
         return response
 
     def submit(self, command: str, *, command_id: str = "") -> str:
@@ -393,8 +397,9 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     executor = TransitionExecutor()
     node: SegZeroNode | None = None
+    tiny = "--tiny" in (sys.argv if args is None else args)  # `segzero_node --tiny`: the tiny parameter
     try:
-        node = SegZeroNode()
+        node = SegZeroNode(parameter_overrides=[Parameter("tiny", value=True)] if tiny else [])
         add_to_executor(node, executor)
         while True:
             # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a

@@ -46,6 +46,9 @@ class NodeConfig(SchedulerConfig):
         minimum=1, maximum=2**31 - 1, live=True)
     status_period_s: float = option(1.0, "Period of ~/status and /diagnostics updates (they are also sent on "
                                          "every change).", minimum=0.05, maximum=3600.0)
+    tiny: bool = option(False, "Load the tiny offline models instead of reasoner.* / segmenter.* (built into the "
+                               "cache on first use, no weights needed): the whole ROS side runs, but masks and "
+                               "reasoning are MEANINGLESS. For trying the node and for tests.")
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -1,12 +1,13 @@
-"""The launch file: its argument → parameter mapping (always), its launch description (where launch_ros exists).
-
-launch_ros is not on PyPI, so the description test runs on a ROS machine only; the node it starts is
-covered by test_node_process.py, which runs the same executable with the same params file.
-"""
+"""The launch file: its argument → parameter mapping (always); its launch description and a real launch of
+the shipped file under launch_testing (where launch, launch_ros and launch_testing exist: a ROS machine, or
+.venv after scripts/setup with ../shared/ros-tools beside the checkout)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from segzero_ros.ros.params import SPECS_BY_NAME, settings_from_parameters
 
 LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "segzero.launch.py"
+LAUNCH_TEST = Path(__file__).resolve().parent / "segzero_launch_testing.py"
+LAUNCH_DOMAIN_ID = 78
 
 
 def _load_launch_module() -> Any:
@@ -54,3 +57,23 @@ def test_launch_description_declares_every_argument():
         pytest.skip("segzero_ros is not installed in the ROS environment (colcon build first)")
     declared = {entity.name for entity in description.entities if isinstance(entity, DeclareLaunchArgument)}
     assert declared >= {"image", "params_file", "use_rviz", *_load_launch_module().PARAMETER_ARGUMENTS}
+
+
+def test_the_shipped_launch_file_under_launch_testing():
+    """segzero_launch_testing.py through launch_testing's own runner: tiny:=true, use_rviz:=true without rviz2,
+    a ready node, one result per command, and every process exiting with 0."""
+    from tests.ros.harness import ros_runtime_skip_reason
+
+    reason = ros_runtime_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    runner = Path(sys.executable).parent / "launch_test"
+    if not runner.exists():
+        pytest.skip("launch_testing is not installed (scripts/setup installs it from ../shared/ros-tools)")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(LAUNCH_DOMAIN_ID), PYTHONUNBUFFERED="1")
+    completed = subprocess.run([str(runner), str(LAUNCH_TEST)], capture_output=True, text=True, env=env,
+                               timeout=400, check=False)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-6000:]
+    assert "rviz2 is not installed" in output  # warned, and the node started anyway
+    assert output.count("... ok") == 2 and "process has finished cleanly" in output
