@@ -34,11 +34,14 @@ setup(
         "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0"],
         "eval": ["datasets>=3.0", "matplotlib>=3.7", "tqdm>=4.66"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "mypy>=1.10"],
+        # segzero_image_source reading ros2 bags without ROS.
+        "demo": ["rosbags>=0.10"],
     },
     entry_points={
         "console_scripts": [
             "segzero = segzero_ros.cli:main",
             "segzero_node = segzero_ros.ros.node:main",
+            "segzero_image_source = segzero_ros.ros.image_source:main",
         ],
     },
     zip_safe=False,

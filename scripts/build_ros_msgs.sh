@@ -69,7 +69,7 @@ assert ReasoningSegmentation.ERROR_NO_IMAGE == "no_image", repr(ReasoningSegment
 EOF
 }
 
-fingerprint=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml launch/* config/* "$0" | sha256sum | cut -d' ' -f1)
+fingerprint=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml launch/* config/* examples/kitchen.png "$0" | sha256sum | cut -d' ' -f1)
 fingerprint="$fingerprint $VENV"
 if [ "$force" != "--force" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$fingerprint" ] \
     && [ -d "$SITE/segzero_ros/msg" ]; then
