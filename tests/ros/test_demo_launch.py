@@ -23,7 +23,6 @@ if ROS2 is None:
                 allow_module_level=True)
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus  # noqa: E402
 
 DOMAIN_ID = 81
