@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 VENV=$(realpath "${VENV:-.venv}")
 PY=$VENV/bin/python
-BUILD_DIR=build/ros_msgs
+BUILD_DIR=${BUILD_DIR:-build/ros_msgs}
 STAMP=$BUILD_DIR/.segzero-msgs-stamp
 force=${1:-}
 
@@ -30,7 +30,8 @@ EOF
 )
 
 # The wheels' dependency lists are incomplete: the generators need these too (ENVIRONMENT.md).
-required=(ament_cmake ament_cmake_python ament_cmake_include_directories ament_cmake_ros_core ament_package
+# (ament_cmake_ros_core exists from Kilted on; Jazzy's wheels build without it.)
+required=(ament_cmake ament_cmake_python ament_cmake_include_directories ament_package
           rosidl_default_generators rosidl_core_generators sensor_msgs std_msgs builtin_interfaces geometry_msgs)
 missing=()
 for package in "${required[@]}"; do
