@@ -34,7 +34,11 @@ class CommandContext:
 def parameter_descriptor(spec: ParamSpec) -> Any:
     """The ROS declaration of one parameter: description, the rule in words, and its range, so ROS itself
     refuses values outside it (`ros2 param describe` shows all of it)."""
-    descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints)
+    # dynamic_typing: the node checks the type itself (NodeConfig/config validation), so a wrong-typed
+    # `ros2 param set` is refused with "queue_depth must be of type int, got float 2.5" instead of rclpy's
+    # "Wrong parameter type, expected '2' got '3'"; the declared type stays in additional_constraints.
+    descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints,
+                                     dynamic_typing=True)
     info = spec.option
     if info.minimum is not None and info.maximum is not None:
         if spec.type is int:

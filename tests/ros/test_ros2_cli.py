@@ -75,6 +75,11 @@ def test_a_user_session_with_the_ros2_cli(node, env, harness):
 
     refused = ros2(env, "param", "set", "/segzero", "queue_depth", "5000")
     assert "Setting parameter failed" in refused.stdout + refused.stderr
+    assert "queue_depth out of range. Min: 0, Max: 1000" in refused.stdout + refused.stderr  # rclpy says it
+    wrong_type = ros2(env, "param", "set", "/segzero", "queue_depth", "2.5")
+    assert "queue_depth must be of type int, got float 2.5" in wrong_type.stdout + wrong_type.stderr
+    described = ros2(env, "param", "describe", "/segzero", "autostart").stdout
+    assert "Additional constraints: type bool; read at start-up" in described
     accepted = ros2(env, "param", "set", "/segzero", "queue_depth", "7")
     assert "Set parameter successful" in accepted.stdout
     assert "7" in ros2(env, "param", "get", "/segzero", "queue_depth").stdout
