@@ -27,6 +27,7 @@ __all__ = [
     "image_message",
     "non_loopback_interfaces",
     "rgb_test_image",
+    "ros2_cli",
     "ros_runtime_skip_reason",
     "skip_module_unless_ros_runtime",
     "wait_until",
@@ -50,6 +51,20 @@ def ros_runtime_skip_reason() -> str | None:
     if importlib.util.find_spec("segzero_ros.msg") is None:
         return "segzero_ros messages are not built: run scripts/build_ros_msgs.sh"
     return None
+
+
+def ros2_cli() -> str:
+    """Path of the `ros2` command (from this venv first); skips the calling module when there is none.
+    Call at module level after skip_module_unless_ros_runtime()."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    found = shutil.which("ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.skip("the ros2 CLI is not installed (scripts/setup installs it from ../shared/ros-tools)",
+                    allow_module_level=True)
+    return found
 
 
 def skip_module_unless_ros_runtime() -> None:

@@ -4,23 +4,17 @@ package's example photo + the node with the tiny models), a command from `ros2 t
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.ros.harness import skip_module_unless_ros_runtime
+from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 skip_module_unless_ros_runtime()
 
-ROS2 = shutil.which("ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-if ROS2 is None:
-    pytest.skip("the ros2 CLI is not installed (scripts/setup installs it from ../shared/ros-tools)",
-                allow_module_level=True)
+ROS2 = ros2_cli()
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus  # noqa: E402

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.ros.harness import skip_module_unless_ros_runtime, wait_until
+from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime, wait_until
 
 pytestmark = [pytest.mark.ros]
 skip_module_unless_ros_runtime()
 
-ROS2 = shutil.which("ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-if ROS2 is None:
-    pytest.skip("the ros2 CLI is not installed (scripts/setup installs it from ../shared/ros-tools)",
-                allow_module_level=True)
+ROS2 = ros2_cli()
 
 from segzero_ros.msg import ReasoningSegmentation  # noqa: E402
 
@@ -55,7 +51,6 @@ def node(tmp_path_factory, env):
 
 
 def ros2(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    assert ROS2 is not None
     return subprocess.run([ROS2, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
