@@ -189,3 +189,14 @@ def test_no_exception_but_answer_parse_error_escapes(text, width, height):
 def test_adversarial_inputs_fail_cleanly(text):
     with pytest.raises(AnswerParseError):
         parse_answer(text, (640, 480))
+
+
+def test_a_point_with_more_than_two_numbers_gives_its_first_two_as_the_reference_does():
+    text = '<answer>{"bbox": [100, 60, 700, 500], "points_1": [619, 78, 5], "points_2": [300, 200, 1, 2]}</answer>'
+    answer = parse_answer(text, (840, 840))
+    assert answer.frame_points == (Point(619, 78), Point(300, 200))
+    ref_box, ref_points = reference_extract(text, 1680, 420)
+    scaled = parse_answer(text, (1680, 420))
+    assert [p.as_list() for p in scaled.points] == ref_points and scaled.box.as_list() == ref_box
+    with pytest.raises(AnswerParseError, match="list of 2"):
+        parse_answer('<answer>{"bbox": [1, 2, 3, 4], "points_1": [5], "points_2": [3, 4]}</answer>', (840, 840))

@@ -14,7 +14,8 @@ Where the reference crashes or silently misreads, we go further, but only where 
 3. Every candidate object is tried in order, not just the first; the first usable one wins.
 4. Python-style single quotes (as in the prompt's own example) are accepted when strict JSON fails.
 5. Points may also come as one key holding two pairs (``"points": [[x, y], [x, y]]``); keys containing
-   "point" (singular) count as point keys.
+   "point" (singular) count as point keys; a point with more than two numbers gives its first two, as the
+   reference reads it.
 6. Box corners are ordered (x1 > x2 or y1 > y2 are swapped) and every coordinate is clamped onto the
    image's pixels (0..W-1, 0..H-1), so downstream code never sees a point outside the image.
 7. NaN, Infinity, booleans, non-numeric strings and absurd magnitudes (|v| > 1e6) are rejected with a
@@ -172,8 +173,8 @@ def _read_box_and_points(data: dict[str, Any]) -> tuple[Box, tuple[Point, Point]
 
     point_keys = [key for key in data if "point" in key.lower()]
     if len(point_keys) >= 2:
-        first = Point(*_coordinates(data[point_keys[0]], 2, point_keys[0]))
-        second = Point(*_coordinates(data[point_keys[1]], 2, point_keys[1]))
+        first = Point(*_coordinates(data[point_keys[0]], 2, point_keys[0], at_least=True))
+        second = Point(*_coordinates(data[point_keys[1]], 2, point_keys[1], at_least=True))
     elif len(point_keys) == 1 and _is_pair_of_pairs(data[point_keys[0]]):
         pairs = data[point_keys[0]]
         first = Point(*_coordinates(pairs[0], 2, point_keys[0]))
@@ -189,10 +190,13 @@ def _is_pair_of_pairs(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(item, list) for item in value)
 
 
-def _coordinates(value: Any, count: int, key: str) -> list[int]:
-    if not isinstance(value, list) or len(value) != count:
+def _coordinates(value: Any, count: int, key: str, *, at_least: bool = False) -> list[int]:
+    """`count` numbers; with `at_least`, longer lists give their first `count` (the reference indexes [0], [1]
+    of a point, so "points_1": [619, 78, 5] is the point (619, 78) there too)."""
+    usable = isinstance(value, list) and (len(value) >= count if at_least else len(value) == count)
+    if not usable:
         raise AnswerParseError(f"'{key}' must be a list of {count} numbers, got {_short(value)}")
-    return [_coordinate(item, key) for item in value]
+    return [_coordinate(item, key) for item in value[:count]]
 
 
 def _coordinate(value: Any, key: str) -> int:
