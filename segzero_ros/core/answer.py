@@ -226,3 +226,136 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _short_keys(data: dict[str, Any]) -> str:
     return _short(list(data)[:8])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VisionReasoner answers: a JSON list of objects, possibly empty
+
+MAX_OBJECTS = 32
+"""More objects than this in one answer are cut off (a degenerate, repeating generation)."""
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    box: Box
+    """Box in original-image pixels, ordered and clamped."""
+    points: tuple[Point, ...]
+    """Its positive point (original-image pixels, clamped), or none: then SAM2 gets the box alone."""
+
+
+@dataclass(frozen=True)
+class ObjectListAnswer:
+    reasoning: str
+    objects: tuple[DetectedObject, ...]
+    """Empty when the model answered a literal empty list: the target is not in view."""
+
+
+def parse_object_list(text: str, image_size: tuple[int, int],
+                      frame_size: int = REASONING_FRAME_SIZE) -> ObjectListAnswer:
+    """The objects of a VisionReasoner answer (``[{"bbox_2d": [...], "point_2d": [...]}, ...]``) in pixels of
+    the original ``(width, height)`` image.
+
+    Where the reference parses a non-empty list, the same boxes and points (it scales each value v by
+    ``int(v * factor + 0.5)``). Unlike the reference, garbage is never mistaken for "nothing there": only a
+    literal ``[]`` gives no objects, anything unusable raises AnswerParseError with the reason. Beyond the
+    reference: code fences, an ``<answer>`` cut off by the token limit, single quotes, a lone object
+    without the list, points with more than two numbers (first two), items without a point (box only),
+    duplicates removed, at most MAX_OBJECTS objects. No other exception escapes; linear time.
+    """
+    width, height = image_size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {image_size}")
+    if not isinstance(text, str):
+        raise AnswerParseError(f"model output must be a string, got {type(text).__name__}")
+    region = extract_tag(text, "answer", allow_unterminated=True)
+    if region is None:
+        raise AnswerParseError("no <answer> in the model output")
+    value = _decode_list(_CODE_FENCE.sub("", region).strip())
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise AnswerParseError(f"the answer is not a JSON list of objects: {_short(region.strip())}")
+    fx, fy = width / frame_size, height / frame_size
+    objects: list[DetectedObject] = []
+    problems: list[str] = []
+    for item in value[:MAX_OBJECTS]:
+        try:
+            found = _read_object(item, fx, fy, image_size)
+        except AnswerParseError as error:
+            problems.append(str(error))
+            continue
+        if found not in objects:
+            objects.append(found)
+    if value and not objects:
+        raise AnswerParseError(f"no usable object in the answer list: {problems[0]}")
+    think = extract_tag(text, "think")
+    reasoning = think.strip() if think is not None else text[: max(0, text.find("<answer>"))].strip()
+    return ObjectListAnswer(reasoning=reasoning, objects=tuple(objects))
+
+
+def _decode_list(snippet: str) -> Any:
+    """The JSON value of the answer: strict, then with single quotes, then the outermost [...] inside."""
+    if not snippet:
+        raise AnswerParseError("the answer is empty")
+    candidates = [snippet, snippet.replace("'", '"')]
+    start, end = snippet.find("["), snippet.rfind("]")
+    if 0 <= start < end:
+        inner = snippet[start:end + 1]
+        candidates += [inner, inner.replace("'", '"')]
+    for attempt in candidates:
+        try:
+            return json.loads(attempt, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            continue
+    if start >= 0:  # a list cut off by the token limit: its complete leading items
+        for attempt in (snippet[start:], snippet[start:].replace("'", '"')):
+            items = _leading_items(attempt)
+            if items:
+                return items
+    raise AnswerParseError(f"the answer is not valid JSON: {_short(snippet)}")
+
+
+def _leading_items(text: str) -> list[Any]:
+    """The complete values at the start of an unterminated JSON list ``[a, b, c…``, in one linear pass."""
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    items: list[Any] = []
+    index = 1  # past "["
+    while len(items) < MAX_OBJECTS:
+        while index < len(text) and text[index] in " \t\r\n,":
+            index += 1
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except (ValueError, RecursionError):
+            break
+        items.append(value)
+    return items
+
+
+def _read_object(item: Any, fx: float, fy: float, image_size: tuple[int, int]) -> DetectedObject:
+    if not isinstance(item, dict):
+        raise AnswerParseError(f"answer items must be objects, got {_short(item)}")
+    box_key = next((key for key in item if "bbox" in str(key).lower()), None)
+    if box_key is None:
+        raise AnswerParseError(f"answer item has no 'bbox_2d' (keys: {_short_keys(item)})")
+    x1, y1, x2, y2 = _scaled(item[box_key], 4, str(box_key), (fx, fy, fx, fy))
+    box = normalize_box(Box(x1, y1, x2, y2), image_size)
+    point_key = next((key for key in item if "point" in str(key).lower()), None)
+    points: tuple[Point, ...] = ()
+    if point_key is not None and item[point_key] is not None:
+        x, y = _scaled(item[point_key], 2, str(point_key), (fx, fy))
+        points = (clamp_point(Point(x, y), image_size),)
+    return DetectedObject(box=box, points=points)
+
+
+def _scaled(value: Any, count: int, key: str, factors: tuple[float, ...]) -> list[int]:
+    """The first `count` numbers of `value`, each as the reference scales it: int(v * factor + 0.5)."""
+    if not isinstance(value, list) or len(value) < count:
+        raise AnswerParseError(f"'{key}' must be a list of {count} numbers, got {_short(value)}")
+    scaled = []
+    for number, factor in zip(value[:count], factors, strict=True):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise AnswerParseError(f"'{key}' holds {_short(number)}, not a number")
+        if not math.isfinite(number) or abs(number) > MAX_ABS_COORDINATE:
+            raise AnswerParseError(f"'{key}' holds an out-of-range coordinate")
+        scaled.append(int(number * factor + 0.5))
+    return scaled
