@@ -30,6 +30,7 @@ __all__ = [
     "ros2_cli",
     "ros_runtime_skip_reason",
     "skip_module_unless_ros_runtime",
+    "stop_ros2_daemon",
     "wait_until",
 ]
 
@@ -65,6 +66,14 @@ def ros2_cli() -> str:
         pytest.skip("the ros2 CLI is not installed (scripts/setup installs it from ../shared/ros-tools)",
                     allow_module_level=True)
     return found
+
+
+def stop_ros2_daemon(ros2: str, env: dict[str, str]) -> None:
+    """`ros2` verbs start a daemon that outlives them (one per domain); a test that used the CLI stops it, so
+    no DDS participant is left running after the suite."""
+    import subprocess
+
+    subprocess.run([ros2, "daemon", "stop"], env=env, capture_output=True, timeout=30, check=False)
 
 
 def skip_module_unless_ros_runtime() -> None:

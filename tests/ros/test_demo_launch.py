@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime
+from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime, stop_ros2_daemon
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 skip_module_unless_ros_runtime()
@@ -42,5 +42,6 @@ def test_the_demo_launch_answers_a_command_on_the_example_photo(harness):
     finally:
         launch.send_signal(signal.SIGINT)
         output, _ = launch.communicate(timeout=60)
+        stop_ros2_daemon(ROS2, env)
     assert launch.returncode == 0, output[-4000:]
     assert "MEANINGLESS" in output and "publishing" in output

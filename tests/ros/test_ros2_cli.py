@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime, wait_until
+from tests.ros.harness import ros2_cli, skip_module_unless_ros_runtime, stop_ros2_daemon, wait_until
 
 pytestmark = [pytest.mark.ros]
 skip_module_unless_ros_runtime()
@@ -29,8 +29,10 @@ IMAGE_YAML = "{height: 2, width: 2, encoding: rgb8, step: 6, data: [10, 20, 30, 
 
 
 @pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    return dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
+def env():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
+    yield env
+    stop_ros2_daemon(ROS2, env)
 
 
 @pytest.fixture(scope="module")
