@@ -20,9 +20,11 @@ skip_module_unless_ros_runtime()
 
 ROS2 = ros2_cli()
 
-from segzero_ros.msg import ReasoningSegmentation  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus  # noqa: E402
 
 DOMAIN_ID = 79
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 ANSWER = ('<think>the mug</think><answer>{"bbox": [210, 210, 630, 630], "points_1": [380, 400], '
           '"points_2": [460, 450]}</answer>')
 IMAGE_YAML = "{height: 2, width: 2, encoding: rgb8, step: 6, data: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]}"
@@ -61,8 +63,12 @@ def test_a_user_session_with_the_ros2_cli(node, env, harness):
     results = harness.subscribe(ReasoningSegmentation, "/segzero/result", 100)
     wait_until(lambda: "active [3]" in ros2(env, "lifecycle", "get", "/segzero").stdout, 60, "an active node")
 
-    published = ros2(env, "topic", "pub", "--once", "-w", "1", "/image", "sensor_msgs/msg/Image", IMAGE_YAML)
+    # The node's camera subscription is best effort: a single sample right after matching can be lost.
+    status = harness.subscribe(SegZeroStatus, "/segzero/status", LATCHED)
+    published = ros2(env, "topic", "pub", "-w", "1", "-t", "5", "-r", "10", "/image", "sensor_msgs/msg/Image",
+                     IMAGE_YAML)
     assert published.returncode == 0, published.stderr
+    status.wait_for(lambda m: m.images_received > 0, timeout=30)
 
     called = ros2(env, "service", "call", "/segzero/segment", "segzero_ros/srv/Segment",
                   "{command: 'the red mug', command_id: 'cli-1', include_mask: false}")
