@@ -71,9 +71,9 @@ class Option:
             return f"{name} must be of type {self.kind.__name__}, got {type(value).__name__} {value!r}"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
-                return f"{name} must be >= {_number(self.minimum)}, got {value!r}"
+                return f"{name} must be >= {format_number(self.minimum)}, got {value!r}"
             if self.maximum is not None and value > self.maximum:
-                return f"{name} must be <= {_number(self.maximum)}, got {value!r}"
+                return f"{name} must be <= {format_number(self.maximum)}, got {value!r}"
         if isinstance(value, str):
             if self.choices and value not in self.choices:
                 return f"{name} must be one of {', '.join(self.choices)}; got {value!r}"
@@ -85,7 +85,7 @@ class Option:
         """The rule in words (types and ranges are shown by ROS itself; this adds the rest)."""
         parts = [f"type {self.kind.__name__}"]
         if self.minimum is not None and self.maximum is not None:
-            parts.append(f"{_number(self.minimum)} to {_number(self.maximum)}")
+            parts.append(f"{format_number(self.minimum)} to {format_number(self.maximum)}")
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
         if self.pattern_hint:
@@ -124,7 +124,8 @@ def check_options(instance: Any, prefix: str = "") -> None:
         raise ValueError("; ".join(problems))
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
+    """1.0 → '1', 0.05 → '0.05': how ranges are written in messages, the params file and the docs."""
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 

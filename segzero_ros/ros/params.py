@@ -19,7 +19,7 @@ from typing import Any
 
 from segzero_ros.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS, Backend
 from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig, from_flat
-from segzero_ros.options import Option, OptionValue, check_options, option, options_of
+from segzero_ros.options import Option, OptionValue, check_options, format_number, option, options_of
 from segzero_ros.scheduler import SchedulerConfig
 
 ParamValue = OptionValue
@@ -266,7 +266,7 @@ def parameters_markdown() -> str:
         info = spec.option
         rule = []
         if info.minimum is not None and info.maximum is not None:
-            rule.append(f"{_number(info.minimum)} … {_number(info.maximum)}")
+            rule.append(f"{format_number(info.minimum)} … {format_number(info.maximum)}")
         if info.choices:
             rule.append("one of " + ", ".join(f"`{c}`" for c in info.choices))
         if info.pattern_hint:
@@ -281,9 +281,6 @@ def parameters_markdown() -> str:
                     f"{info.description.replace('|', '/')}{extra} |")
     return "\n".join(rows) + "\n"
 
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def docs_with_table(text: str) -> str:
