@@ -15,6 +15,7 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "autostart": ("autostart",),
     "reasoner_backend": ("reasoner.backend",),
     "reasoner_model": ("reasoner.model",),
+    "answer_format": ("reasoner.answer_format",),
     "segmenter_backend": ("segmenter.backend",),
     "segmenter_model": ("segmenter.model",),
     "segmenter_config": ("segmenter.config",),
@@ -38,6 +39,8 @@ ARGUMENT_HELP = {
     "autostart": "true/false; empty keeps the params file's value",
     "reasoner_backend": "reasoner backend (transformers, ...); empty keeps the params file's",
     "reasoner_model": "Hugging Face id or local folder of the reasoning model",
+    "answer_format": "seg_zero (Seg-Zero-7B: one object) or vision_reasoner (VisionReasoner-7B: a list, "
+                     "not_found when none); empty keeps the params file's",
     "segmenter_backend": "segmenter backend: sam2, onnxruntime or tensorrt; empty keeps the params file's",
     "segmenter_model": "Hugging Face id of the SAM2 checkpoint",
     "segmenter_config": "sam2 config name, needed with segmenter_checkpoint",

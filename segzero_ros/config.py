@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.options import DEVICE_HINT, DEVICE_PATTERN, check_options, option, options_of
 
 DEFAULT_REASONER_MODEL = "Ricky06662/Seg-Zero-7B"
@@ -48,6 +49,10 @@ class ReasonerConfig(BackendConfig):
                                           "(transformers, scripted, …).")
     model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder (scripted: a JSON "
                                                 "file of recorded outputs).")
+    answer_format: str = option(SEG_ZERO, "What the checkpoint answers: seg_zero = one box + two points "
+                                          "(Seg-Zero-7B); vision_reasoner = a list of objects, [] when none is in "
+                                          "view (VisionReasoner-7B). Selects prompt, parser and segmentation.",
+                                choices=ANSWER_FORMAT_NAMES)
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,8 @@ class TransformersReasonerConfig(ReasonerConfig):
     device: str = option("auto", "Torch device.", pattern=DEVICE_PATTERN, pattern_hint=DEVICE_HINT)
     dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
                         choices=DTYPES)
-    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens.",
+    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens "
+                                       "(VisionReasoner's reference allows 2048).",
                                  minimum=1, maximum=32768)
     attn_implementation: str | None = option(None, "Attention kernel, e.g. sdpa or flash_attention_2; unset "
                                                    "lets transformers choose.", kind=str)

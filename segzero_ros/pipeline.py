@@ -1,5 +1,9 @@
 """Reasoner + segmenter → one SegmentationResult per command. The one place that orchestrates the two stages.
 
+Every object of the reasoner's answer gets its own segmenter call on one image encoding; the result holds
+each object's mask and their union. An answer with no object (the model says the target is not in view) is
+the explicit error `not_found`, never an empty mask passed off as success.
+
 The pipeline is the error boundary: whatever a backend raises (parse failures, model errors, GPU out of
 memory) becomes a result with an explicit ErrorKind, so callers such as the ROS node always get an answer.
 """
@@ -13,11 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segzero_ros.core.result import ErrorKind, SegmentationResult, StageTimings, error_result
+from segzero_ros.core.result import ErrorKind, SegmentationResult, SegmentedObject, StageTimings, error_result
 from segzero_ros.reasoning.base import Reasoner, ReasonerOutput
 from segzero_ros.segmentation.base import Segmenter
 
 LOG = logging.getLogger(__name__)
+
+
+class MaskShapeError(ValueError):
+    """A segmenter backend broke its contract: a mask not at the image's resolution."""
 
 
 def image_size_of(image: np.ndarray) -> tuple[int, int]:
@@ -108,33 +116,38 @@ class SegZeroPipeline:
             prompt_tokens=output.prompt_tokens,
             completion_tokens=output.completion_tokens,
         )
-        if output.answer is None:
-            return self._error(
-                command, size, ErrorKind.UNPARSEABLE_OUTPUT, output.error or "no answer",
-                timings=StageTimings(reason_s=reason_s, total_s=reason_s), **common,
-            )
-        answer = output.answer
+        reasoned = StageTimings(reason_s=reason_s, total_s=reason_s)
+        if output.objects is None:
+            return self._error(command, size, ErrorKind.UNPARSEABLE_OUTPUT, output.error or "no answer",
+                               timings=reasoned, **common)
+        prompts = tuple(SegmentedObject(box=found.box, points=found.points) for found in output.objects)
+        if not prompts:
+            return self._error(command, size, ErrorKind.NOT_FOUND, "the model found no matching object",
+                               timings=reasoned, **common)
         encode_started = time.perf_counter()
+        decode_started = encode_started
         try:
             self.segmenter.set_image(image)
             decode_started = time.perf_counter()
-            segment = self.segmenter.segment(answer.box, answer.points)
+            objects = tuple(self._segment_object(prompt, image.shape[:2]) for prompt in prompts)
         except Exception as exc:
-            LOG.exception("segmenter failed")
-            trim_gpu_cache()
+            if isinstance(exc, MaskShapeError):
+                message = str(exc)
+            else:
+                LOG.exception("segmenter failed")
+                trim_gpu_cache()
+                message = describe_exception(exc)
             elapsed = time.perf_counter() - encode_started
             return self._error(
-                command, size, ErrorKind.SEGMENTER_FAILED, describe_exception(exc),
-                box=answer.box, points=answer.points,
-                timings=StageTimings(reason_s=reason_s, encode_s=elapsed, total_s=reason_s + elapsed), **common,
+                command, size, ErrorKind.SEGMENTER_FAILED, message, objects=prompts,
+                timings=StageTimings(reason_s=reason_s, encode_s=decode_started - encode_started,
+                                     decode_s=elapsed - (decode_started - encode_started),
+                                     total_s=reason_s + elapsed), **common,
             )
         finished = time.perf_counter()
-        if segment.mask.shape != image.shape[:2]:
-            return self._error(
-                command, size, ErrorKind.SEGMENTER_FAILED,
-                f"segmenter returned a {segment.mask.shape} mask for a {image.shape[:2]} image",
-                box=answer.box, points=answer.points, **common,
-            )
+        union = np.zeros(image.shape[:2], dtype=bool)
+        for found in objects:
+            union |= found.mask  # type: ignore[arg-type]  # _segment_object always sets it
         timings = StageTimings(
             reason_s=reason_s,
             encode_s=decode_started - encode_started,
@@ -144,15 +157,21 @@ class SegZeroPipeline:
         return SegmentationResult(
             command=command,
             image_size=size,
-            box=answer.box,
-            points=answer.points,
-            mask=segment.mask,
-            score=segment.score,
+            objects=objects,
+            mask=union,
             timings=timings,
             reasoner_name=self.reasoner.name,
             segmenter_name=self.segmenter.name,
             **common,  # type: ignore[arg-type]
         )
+
+    def _segment_object(self, prompt: SegmentedObject, image_hw: tuple[int, ...]) -> SegmentedObject:
+        """One segmenter call with the object's box and positive points (VisionReasoner's strategy: one SAM2
+        call per object; Seg-Zero is the case of one object with two points)."""
+        segment = self.segmenter.segment(prompt.box, prompt.points)
+        if segment.mask.shape != image_hw:
+            raise MaskShapeError(f"segmenter returned a {segment.mask.shape} mask for a {image_hw} image")
+        return SegmentedObject(box=prompt.box, points=prompt.points, mask=segment.mask, score=segment.score)
 
     def _error(self, command: str, size: tuple[int, int], kind: ErrorKind, message: str, **extra: object
                ) -> SegmentationResult:

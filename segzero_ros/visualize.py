@@ -9,12 +9,16 @@ import cv2
 import numpy as np
 
 from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.result import SegmentedObject
 
 MASK_COLOR = (255, 64, 0)
 """RGB tint of the mask: a saturated orange that stays visible on most scenes."""
 BOX_COLOR = (0, 255, 0)
 POINT_COLOR = (255, 0, 255)
 MASK_ALPHA = 0.5
+OBJECT_COLORS = (MASK_COLOR, (0, 160, 255), (255, 220, 0), (0, 200, 120), (200, 0, 255), (255, 0, 90),
+                 (120, 255, 255), (160, 100, 40))
+"""Mask and box colour of object i (cycled): the first object looks exactly like a single-object overlay."""
 
 
 def overlay_image(
@@ -31,7 +35,7 @@ def overlay_image(
         selected = mask.astype(bool, copy=False)
         if selected.shape != overlay.shape[:2]:
             raise ValueError(f"mask shape {selected.shape} does not match image {overlay.shape[:2]}")
-        _tint_in_place(overlay, selected, alpha)
+        _tint_in_place(overlay, selected, alpha, MASK_COLOR)
     thickness = max(1, round(max(overlay.shape[:2]) / 400))
     if box is not None:
         cv2.rectangle(overlay, (box.x1, box.y1), (box.x2, box.y2), BOX_COLOR, thickness)
@@ -40,7 +44,28 @@ def overlay_image(
     return overlay
 
 
-def _tint_in_place(image: np.ndarray, mask: np.ndarray, alpha: float) -> None:
+def overlay_objects(image_rgb: np.ndarray, objects: Sequence[SegmentedObject], *,
+                    alpha: float = MASK_ALPHA) -> np.ndarray:
+    """Every object of a result in its own colour (OBJECT_COLORS): mask tint and box; points in POINT_COLOR.
+    One object draws exactly what :func:`overlay_image` draws."""
+    overlay = np.array(image_rgb, dtype=np.uint8, copy=True)
+    thickness = max(1, round(max(overlay.shape[:2]) / 400))
+    for index, found in enumerate(objects):
+        color = OBJECT_COLORS[index % len(OBJECT_COLORS)]
+        if found.mask is not None:
+            selected = found.mask.astype(bool, copy=False)
+            if selected.shape != overlay.shape[:2]:
+                raise ValueError(f"mask shape {selected.shape} does not match image {overlay.shape[:2]}")
+            _tint_in_place(overlay, selected, alpha, color)
+    for index, found in enumerate(objects):
+        box_color = BOX_COLOR if index == 0 else OBJECT_COLORS[index % len(OBJECT_COLORS)]
+        cv2.rectangle(overlay, (found.box.x1, found.box.y1), (found.box.x2, found.box.y2), box_color, thickness)
+        for point in found.points:
+            cv2.circle(overlay, (point.x, point.y), 2 * thickness + 2, POINT_COLOR, -1)
+    return overlay
+
+
+def _tint_in_place(image: np.ndarray, mask: np.ndarray, alpha: float, color: tuple[int, int, int]) -> None:
     """Blend MASK_COLOR into the masked pixels, working only inside the mask's bounding rectangle.
 
     The node draws this for every result; blending the whole frame would dominate its per-frame cost.
@@ -51,17 +76,17 @@ def _tint_in_place(image: np.ndarray, mask: np.ndarray, alpha: float) -> None:
     cols = np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     region = image[top:bottom, left:right]
-    blended = cv2.LUT(region, _tint_table(alpha))
+    blended = cv2.LUT(region, _tint_table(alpha, color))
     # cv2.copyTo is ~50× faster than np.copyto with a broadcast `where`.
     region_mask = np.ascontiguousarray(mask[top:bottom, left:right]).view(np.uint8)
     region[...] = cv2.copyTo(blended, region_mask, np.ascontiguousarray(region))
 
 
-@functools.lru_cache(maxsize=8)
-def _tint_table(alpha: float) -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def _tint_table(alpha: float, color: tuple[int, int, int]) -> np.ndarray:
     """Per-channel lookup table value → round(value·(1−alpha) + tint·alpha), shape 1×256×3 for cv2.LUT."""
     values = np.arange(256, dtype=np.float32)[:, None]
-    tint = np.asarray(MASK_COLOR, dtype=np.float32)[None, :]
+    tint = np.asarray(color, dtype=np.float32)[None, :]
     table = np.clip(values * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
     lut: np.ndarray = table.reshape(1, 256, 3)
     return lut

@@ -87,7 +87,7 @@ def test_no_import_cycle_between_the_parts_of_the_package():
 @pytest.mark.parametrize(("part", "allowed"), [
     ("core", {"core"}),
     ("options", set()),
-    ("config", {"options"}),
+    ("config", {"core", "options"}),
     ("scheduler", {"core", "options"}),
     ("segmentation", {"core", "config", "options", "errors", "devices", "files"}),
     ("export", {"core", "config", "options", "errors", "files", "segmentation"}),

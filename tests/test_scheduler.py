@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from segzero_ros.core.geometry import Box, Point
-from segzero_ros.core.result import SegmentationResult
+from segzero_ros.core.result import SegmentationResult, SegmentedObject
 from segzero_ros.scheduler import Answer, CommandScheduler, Phase, SchedulerConfig
 
 WAIT_S = 10.0
@@ -49,8 +49,9 @@ class StandInPipeline:
         if self.fail:
             raise RuntimeError("boom")
         return SegmentationResult(command=command, image_size=(image.shape[1], image.shape[0]),
-                                  box=Box(0, 0, 1, 1), points=(Point(0, 0), Point(1, 1)),
-                                  mask=np.ones(image.shape[:2], dtype=bool), score=0.9)
+                                  objects=(SegmentedObject(Box(0, 0, 1, 1), (Point(0, 0), Point(1, 1)),
+                                                           np.ones(image.shape[:2], dtype=bool), 0.9),),
+                                  mask=np.ones(image.shape[:2], dtype=bool))
 
     def close(self) -> None:
         self.closed.set()

@@ -51,13 +51,14 @@ def test_one_batch_answers_each_image_in_its_own_pixels(reasoner: TransformersRe
     assert TINY_FRAME_POINTS == ((380, 400), (460, 520))
     # 640×480: x × 640/840, y × 480/840, rounded: 200→152.38, 180→102.86, 640→487.62, 700→400.0;
     # 380→289.52, 400→228.57; 460→350.48, 520→297.14.
-    first = outputs[0].answer
-    assert first is not None
+    assert outputs[0].objects is not None and len(outputs[0].objects) == 1
+    first = outputs[0].objects[0]
     assert first.box == Box(152, 103, 488, 400)
     assert first.points == (Point(290, 229), Point(350, 297))
     # 333×517: x × 333/840, y × 517/840: 200→79.29, 180→110.79, 640→253.71, 700→430.83;
     # 380→150.64, 400→246.19; 460→182.36, 520→320.05.
-    second = outputs[1].answer
+    assert outputs[1].objects is not None
+    second = outputs[1].objects[0]
     assert second is not None
     assert second.box == Box(79, 111, 254, 431)
     assert second.points == (Point(151, 246), Point(182, 320))
@@ -129,7 +130,7 @@ def test_single_reason_matches_its_batched_answer(reasoner: TransformersReasoner
     image = _noise(480, 640, 7)
     single = reasoner.reason(image, "the dog")
     batched = reasoner.reason_batch([_noise(30, 900, 8), image], ["a cat", "the dog"])[1]
-    assert single.answer == batched.answer
+    assert single.objects == batched.objects
     assert single.prompt_tokens == batched.prompt_tokens
 
 
@@ -139,7 +140,7 @@ def test_truncated_generation_is_a_parse_failure_not_an_exception(tiny_qwen_dir:
         output = short.reason(_noise(480, 640, 9), "cup")
     finally:
         short.close()
-    assert output.answer is None
+    assert output.objects is None
     assert not output.ok
     assert output.error is not None and "unparseable" in output.error
     assert output.completion_tokens == 5

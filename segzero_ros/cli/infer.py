@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, DEFAULT_SAM2_MODEL, PipelineConfig, SegmenterConfig
+from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.images import load_rgb
 
@@ -59,6 +60,9 @@ def add_model_arguments(parser: Any) -> None:
                              "int8: onnxruntime on the CPU only, not parity-exact)")
     models.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     models.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (reference: 1024)")
+    models.add_argument("--answer-format", default=SEG_ZERO, choices=ANSWER_FORMAT_NAMES,
+                        help="what the checkpoint answers: seg_zero (one box + two points, Seg-Zero-7B) or "
+                             "vision_reasoner (a list of objects, [] when none is in view, VisionReasoner-7B)")
     models.add_argument("--tiny", action="store_true", help="use tiny offline models (meaningless masks)")
 
 
@@ -77,7 +81,7 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
     return PipelineConfig(
         reasoner=reasoner_config_for(args.reasoner_backend, model=args.reasoner, device=args.device,
-                                     max_new_tokens=args.max_new_tokens),
+                                     max_new_tokens=args.max_new_tokens, answer_format=args.answer_format),
         segmenter=segmenter_config_from_args(sam2_source(args.sam2), args),
     )
 
@@ -99,7 +103,8 @@ def tiny_config(args: argparse.Namespace) -> PipelineConfig:
     source = {"config": tiny_sam2.config, "checkpoint": tiny_sam2.checkpoint, "image_size": tiny_sam2.image_size,
               "device": tiny_sam2.device}
     return PipelineConfig(
-        reasoner=dataclasses.replace(config.reasoner, max_new_tokens=args.max_new_tokens),  # type: ignore[call-arg]
+        reasoner=dataclasses.replace(config.reasoner, max_new_tokens=args.max_new_tokens,  # type: ignore[call-arg]
+                                     answer_format=args.answer_format),
         segmenter=segmenter_config_from_args(source, args),
     )
 
@@ -140,7 +145,7 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, result: Any) -> l
     """result.json always; mask and overlay PNGs when there is a mask (overlay also shows a failed box)."""
     from PIL import Image
 
-    from segzero_ros.visualize import mask_to_mono8, overlay_image
+    from segzero_ros.visualize import mask_to_mono8, overlay_objects
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / f"{stem}_result.json"]
@@ -149,7 +154,12 @@ def write_outputs(out_dir: Path, stem: str, image: np.ndarray, result: Any) -> l
         mask_path = out_dir / f"{stem}_mask.png"
         Image.fromarray(mask_to_mono8(result.mask)).save(mask_path)
         written.append(mask_path)
+        labels = result.labels()
+        if labels is not None and len(result.objects) > 1:
+            labels_path = out_dir / f"{stem}_labels.png"  # pixel value = object id (1, 2, …), 0 = background
+            Image.fromarray(labels).save(labels_path)
+            written.append(labels_path)
     overlay_path = out_dir / f"{stem}_overlay.png"
-    Image.fromarray(overlay_image(image, result.mask, result.box, result.points)).save(overlay_path)
+    Image.fromarray(overlay_objects(image, result.objects)).save(overlay_path)
     written.append(overlay_path)
     return written

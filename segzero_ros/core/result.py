@@ -23,6 +23,8 @@ class ErrorKind(str, enum.Enum):
     UNPARSEABLE_OUTPUT = "unparseable_output"
     SEGMENTER_FAILED = "segmenter_failed"
     TIMEOUT = "timeout"
+    NOT_FOUND = "not_found"
+    """The model answered that no object matches the command (an empty list); only formats that can say so."""
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,54 @@ class StageTimings:
 
 
 @dataclass(frozen=True)
+class SegmentedObject:
+    """One object of an answer: the reasoner's prompt for it and, once segmented, its own mask."""
+
+    box: Box
+    points: tuple[Point, ...]
+    """Positive points: two for Seg-Zero, one (or none) for VisionReasoner."""
+    mask: np.ndarray | None = field(default=None, repr=False)
+    """bool H×W at the source resolution; None when segmentation did not run or failed."""
+    score: float | None = None
+    """The segmenter's quality estimate of `mask` (SAM2: predicted IoU)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "box": self.box.as_list(),
+            "points": [p.as_list() for p in self.points],
+            "score": self.score,
+            "mask_pixels": int(self.mask.sum()) if self.mask is not None else None,
+        }
+
+
+MAX_LABEL_OBJECTS = 65535
+"""Objects an instance label image can tell apart (mono16)."""
+
+
+def instance_labels(objects: tuple[SegmentedObject, ...], shape: tuple[int, int]) -> np.ndarray:
+    """H×W labels: 0 background, object i (0-based) is i + 1; where masks overlap the earlier object (the
+    model's order) keeps the pixel. uint8 up to 255 objects, uint16 beyond."""
+    if len(objects) > MAX_LABEL_OBJECTS:
+        raise ValueError(f"{len(objects)} objects exceed the {MAX_LABEL_OBJECTS} a label image can hold")
+    labels = np.zeros(shape, dtype=np.uint8 if len(objects) <= 255 else np.uint16)
+    for index in range(len(objects) - 1, -1, -1):  # the earliest object is written last and wins overlaps
+        mask = objects[index].mask
+        if mask is not None:
+            labels[mask] = index + 1
+    return labels
+
+
+@dataclass(frozen=True)
 class SegmentationResult:
     command: str
     image_size: tuple[int, int]
     """(width, height) of the source image."""
     reasoning: str = ""
     raw_output: str = ""
-    box: Box | None = None
-    points: tuple[Point, Point] | None = None
+    objects: tuple[SegmentedObject, ...] = ()
+    """Every object of the answer, in the model's order (Seg-Zero: exactly one); empty when not found."""
     mask: np.ndarray | None = field(default=None, repr=False)
-    """bool H×W at the source resolution; None on error."""
-    score: float | None = None
+    """bool H×W at the source resolution, the union of the objects' masks; None on error."""
     timings: StageTimings = StageTimings()
     error: str | None = None
     error_kind: ErrorKind | None = None
@@ -66,6 +105,27 @@ class SegmentationResult:
     @property
     def ok(self) -> bool:
         return self.error is None and self.mask is not None
+
+    @property
+    def box(self) -> Box | None:
+        """The first object's box: what a single-object client reads."""
+        return self.objects[0].box if self.objects else None
+
+    @property
+    def points(self) -> tuple[Point, ...] | None:
+        """The first object's points."""
+        return self.objects[0].points if self.objects else None
+
+    @property
+    def score(self) -> float | None:
+        """The first object's mask score."""
+        return self.objects[0].score if self.objects else None
+
+    def labels(self) -> np.ndarray | None:
+        """Instance label image of the objects (:func:`instance_labels`); None on error."""
+        if self.mask is None:
+            return None
+        return instance_labels(self.objects, self.mask.shape[:2])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the mask is summarised by its pixel count, not embedded)."""
@@ -79,6 +139,7 @@ class SegmentationResult:
             "points": [p.as_list() for p in self.points] if self.points else None,
             "score": self.score,
             "mask_pixels": int(self.mask.sum()) if self.mask is not None else None,
+            "objects": [obj.as_dict() for obj in self.objects],
             "timings": self.timings.as_dict(),
             "error": self.error,
             "error_kind": self.error_kind.value if self.error_kind else None,

@@ -9,7 +9,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from segzero_ros.core.answer import AnswerParseError, SegZeroAnswer, extract_reasoning, parse_answer
+from segzero_ros.core.answer import AnswerParseError, DetectedObject, extract_reasoning
+from segzero_ros.core.formats import SEG_ZERO, AnswerFormat, answer_format
 
 
 @dataclass(frozen=True)
@@ -17,10 +18,11 @@ class ReasonerOutput:
     raw_output: str
     """Everything the model generated (special tokens removed)."""
     reasoning: str
-    answer: SegZeroAnswer | None
-    """Box and points in ORIGINAL image pixels; None when the output could not be parsed."""
+    objects: tuple[DetectedObject, ...] | None
+    """Boxes and points in ORIGINAL image pixels, in the model's order; () when the model said the target is
+    not in view; None when the output could not be parsed."""
     error: str | None
-    """Why answer is None; None on success."""
+    """Why objects is None; None on success."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     preprocess_s: float = 0.0
@@ -28,29 +30,31 @@ class ReasonerOutput:
 
     @property
     def ok(self) -> bool:
-        return self.answer is not None
+        return self.objects is not None
 
 
 def output_from_text(
     raw_output: str,
     image_size: tuple[int, int],
     *,
+    format: AnswerFormat | str = SEG_ZERO,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     preprocess_s: float = 0.0,
     generate_s: float = 0.0,
 ) -> ReasonerOutput:
-    """Parse generated text into a ReasonerOutput; a parse failure becomes an explicit error, not an exception."""
+    """Parse generated text in the answer `format`; a parse failure becomes an explicit error, not an exception."""
+    spec = answer_format(format) if isinstance(format, str) else format
+    objects: tuple[DetectedObject, ...] | None
     try:
-        answer: SegZeroAnswer | None = parse_answer(raw_output, image_size)
-        error = None
-        reasoning = answer.reasoning if answer else ""
+        answer = spec.parse(raw_output, image_size)
+        objects, error, reasoning = answer.objects, None, answer.reasoning
     except AnswerParseError as exc:
-        answer, error, reasoning = None, f"unparseable model output: {exc}", extract_reasoning(raw_output)
+        objects, error, reasoning = None, f"unparseable model output: {exc}", extract_reasoning(raw_output)
     return ReasonerOutput(
         raw_output=raw_output,
         reasoning=reasoning,
-        answer=answer,
+        objects=objects,
         error=error,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,

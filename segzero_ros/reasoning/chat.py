@@ -1,31 +1,32 @@
-"""The Qwen2.5-VL chat turn Seg-Zero sends, in one place for inference (the transformers backend, the tiny
-model build) and training (TRL's prompts, the prompt-length check). No transformers import: it works on
-any processor object with `apply_chat_template` and a tokenizer."""
+"""The Qwen2.5-VL chat turn Seg-Zero (or VisionReasoner) sends, in one place for inference (the transformers
+backend, the tiny model build) and training (TRL's prompts, the prompt-length check). No transformers import:
+it works on any processor object with `apply_chat_template` and a tokenizer."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from segzero_ros.core.prompt import build_prompt
+from segzero_ros.core.formats import SEG_ZERO, answer_format
 
 
-def user_turn(command: str) -> list[dict[str, Any]]:
-    """The single user turn the reference sends: the image first, then the Seg-Zero prompt text.
+def user_turn(command: str, format: str = SEG_ZERO) -> list[dict[str, Any]]:
+    """The single user turn the reference sends: the image first, then the prompt text of the answer format.
 
     No system message: the chat template's default one ("You are a helpful assistant.") applies.
     """
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(command)}]}]
+    text = answer_format(format).build_prompt(command)
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-def trl_prompt(command: str) -> list[dict[str, Any]]:
+def trl_prompt(command: str, format: str = SEG_ZERO) -> list[dict[str, Any]]:
     """The same turn as TRL's conversational datasets take it: text only, TRL puts the row's image in front
     (``prepare_multimodal_messages``), which gives :func:`user_turn` exactly."""
-    return [{"role": "user", "content": build_prompt(command)}]
+    return [{"role": "user", "content": answer_format(format).build_prompt(command)}]
 
 
-def render_chat_text(processor: Any, command: str) -> str:
+def render_chat_text(processor: Any, command: str, format: str = SEG_ZERO) -> str:
     """Chat-formatted text (with the image placeholder and the assistant turn opened) for one command."""
-    text = processor.apply_chat_template(user_turn(command), tokenize=False, add_generation_prompt=True)
+    text = processor.apply_chat_template(user_turn(command, format), tokenize=False, add_generation_prompt=True)
     if not isinstance(text, str):
         raise TypeError(f"chat template rendered {type(text).__name__}, expected str")
     return text

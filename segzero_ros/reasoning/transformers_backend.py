@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig, widen
+from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.geometry import resize_to_reasoning_frame
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import ModelLoadError
@@ -46,15 +47,17 @@ def rgb_array_to_frame(image: np.ndarray) -> Any:
     return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))
 
 
-def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str]) -> Any:
-    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, command) pairs.
+def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str],
+                  format: str = SEG_ZERO) -> Any:
+    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, command) pairs, prompted in the
+    answer `format`.
 
     The processor must have gone through `prepare_processor_for_generation`.
     """
     if processor.tokenizer.padding_side != "left":
         raise ValueError("batched generation needs a left-padding processor; call prepare_processor_for_generation")
     frames = [rgb_array_to_frame(image) for image in images]
-    texts = [render_chat_text(processor, command) for command in commands]
+    texts = [render_chat_text(processor, command, format) for command in commands]
     return processor(text=texts, images=frames, padding=True, return_tensors="pt")
 
 
@@ -145,7 +148,8 @@ class TransformersReasoner(BatchReasonerBase):
         import torch
 
         started = time.perf_counter()
-        inputs = prepare_batch(self._processor, images, commands).to(self._model.device)
+        inputs = prepare_batch(self._processor, images, commands, self._config.answer_format).to(
+            self._model.device)
         sizes = [(int(image.shape[1]), int(image.shape[0])) for image in images]
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -165,6 +169,7 @@ class TransformersReasoner(BatchReasonerBase):
             output_from_text(
                 text,
                 size,
+                format=self._config.answer_format,
                 prompt_tokens=int(prompt),
                 completion_tokens=self._completion_length(tokens),
                 preprocess_s=preprocess_s / share,

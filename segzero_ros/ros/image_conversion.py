@@ -163,6 +163,15 @@ def mask_to_image(mask: np.ndarray, header: Any = None) -> Image:
     return array_to_image(mask_to_mono8(mask), "mono8", header)
 
 
+def labels_to_image(labels: np.ndarray, header: Any = None) -> Image:
+    """An instance label image as mono8 (uint8 labels) or mono16 (uint16), pixel value = object id."""
+    encodings = {np.dtype(np.uint8): "mono8", np.dtype(np.uint16): "mono16"}
+    encoding = encodings.get(labels.dtype)
+    if encoding is None:
+        raise ImageConversionError(f"labels must be uint8 or uint16, got {labels.dtype}")
+    return array_to_image(labels, encoding, header)
+
+
 def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     """Decode a CompressedImage (JPEG, PNG, … whatever OpenCV reads) to H×W×3 uint8 RGB."""
     import cv2

@@ -11,8 +11,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from std_msgs.msg import Header
 
+from segzero_ros.core.result import SegmentationResult
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
-from segzero_ros.ros.image_conversion import mask_to_image
+from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
 from segzero_ros.ros.params import ParamSpec
 from segzero_ros.scheduler import Answer, Job, SchedulerStatus
 
@@ -65,7 +66,26 @@ def source_header(job: Job) -> Any:
     return job.frame.data.header if job.frame is not None else Header()
 
 
-def result_message(answer: Answer, header: Any) -> Any:
+def fill_objects(msg: Any, result: SegmentationResult) -> None:
+    """The first object's prompt in the single-object fields and every object in the per-object arrays."""
+    objects = result.objects
+    if objects:
+        first = objects[0]
+        msg.has_prompt = True
+        msg.box = first.box.as_list()
+        box = first.box  # a box-only object: its centre stands in for the points it lacks
+        points = [p.as_list() for p in first.points] or [[(box.x1 + box.x2) // 2, (box.y1 + box.y2) // 2]]
+        msg.point_1, msg.point_2 = points[0], points[min(1, len(points) - 1)]
+    msg.score = float(result.score or 0.0)
+    msg.object_count = len(objects)
+    msg.object_ids = list(range(1, len(objects) + 1))
+    msg.object_boxes = [value for found in objects for value in found.box.as_list()]
+    msg.object_point_counts = [len(found.points) for found in objects]
+    msg.object_points = [value for found in objects for point in found.points for value in point.as_list()]
+    msg.object_scores = [float(found.score or 0.0) for found in objects]
+
+
+def result_message(answer: Answer, header: Any, answer_format: str = "") -> Any:
     """The one ReasoningSegmentation of a command, success or error."""
     job, result = answer.job, answer.result
     context: CommandContext = job.context
@@ -81,15 +101,14 @@ def result_message(answer: Answer, header: Any) -> Any:
     msg.error = wire_text(result.error or "")
     msg.reasoning = wire_text(result.reasoning)
     msg.raw_output = wire_text(result.raw_output)
-    if result.box is not None and result.points is not None:
-        msg.has_prompt = True
-        msg.box = result.box.as_list()
-        msg.point_1 = result.points[0].as_list()
-        msg.point_2 = result.points[1].as_list()
+    msg.answer_format = answer_format
+    fill_objects(msg, result)
     if result.ok and result.mask is not None:
         msg.mask = mask_to_image(result.mask, header)
         msg.mask_pixels = int(np.count_nonzero(result.mask))
-    msg.score = float(result.score or 0.0)
+        labels = result.labels()
+        if labels is not None:
+            msg.labels = labels_to_image(labels, header)
     msg.queue_s = answer.queue_s
     msg.reason_s = result.timings.reason_s
     msg.encode_s = result.timings.encode_s

@@ -61,7 +61,7 @@ from segzero_ros.ros.spatial import SpatialOutputs
 from segzero_ros.scheduler import Answer, CommandScheduler, SchedulerConfig
 from segzero_ros.srv import Segment
 from segzero_ros.tiny import TINY_WARNING, tiny_pipeline_config
-from segzero_ros.visualize import overlay_image
+from segzero_ros.visualize import overlay_objects
 
 DEFAULT_NODE_NAME = "segzero"
 LOG_TEXT_CHARS = 80
@@ -326,7 +326,7 @@ class SegZeroNode(LifecycleNode):
     def _publish_answer(self, answer: Answer) -> None:
         """Publish a command's one result (and its mask, reasoning, overlay); reply to a service caller."""
         result = answer.result
-        msg = result_message(answer, source_header(answer.job))
+        msg = result_message(answer, source_header(answer.job), self._settings.pipeline.reasoner.answer_format)
         self._spatial.fill(msg, answer)
         if result.ok and self._mask_pub.get_subscription_count() > 0:
             self._publish(self._mask_pub, msg.mask)
@@ -335,7 +335,7 @@ class SegZeroNode(LifecycleNode):
         if answer.rgb is not None and result.ok and self._settings.node.publish_overlay \
                 and self._overlay_pub.get_subscription_count() > 0:
             try:
-                drawn = overlay_image(answer.rgb, result.mask, result.box, result.points)
+                drawn = overlay_objects(answer.rgb, result.objects)
                 self._publish(self._overlay_pub, array_to_image(drawn, "rgb8", msg.header))
             except Exception as exc:  # a drawing problem must not cost the command its result
                 self.get_logger().error(f"overlay failed: {exc!r}")

@@ -405,3 +405,43 @@ def test_tiny_models_through_the_node(make_node, wiring, tiny_cache_root):
     assert result.reasoner_name == str(config.reasoner.model) and "tiny_sam2" in result.segmenter_name
     assert result.completion_tokens > 0 and result.reason_s > 0 and result.encode_s > 0
     assert len(wiring.results.messages) == 1
+
+
+# VisionReasoner answers in the 840 frame; on 64×48, x × 64/840 and y × 48/840 (int(v·f + 0.5)):
+# (105,210,420,630) → (8,12,32,36), point (210,420) → (16,24); (525,105,735,315) → (40,6,56,18), (630,210) → (48,12).
+TWO_CUPS = ('<think>two red cups</think><answer>[{"bbox_2d": [105,210,420,630], "point_2d": [210,420]}, '
+            '{"bbox_2d": [525,105,735,315], "point_2d": [630,210]}]</answer>')
+NO_KNIFE = "<think>no knife on this table</think><answer>[]</answer>"
+
+
+def test_vision_reasoner_format_publishes_every_object_labels_and_not_found(make_node, wiring, tmp_path):
+    outputs = tmp_path / "vision_reasoner.json"
+    outputs.write_text(json.dumps({"the red cups": TWO_CUPS, "the knife": NO_KNIFE}))
+    node = make_node(**{"reasoner.model": str(outputs), "reasoner.answer_format": "vision_reasoner"})
+    source = rgb_test_image()
+    wiring.send_image(node, image_message(source, sec=7, frame_id="camera_optical"))
+
+    result = wiring.command("the red cups")
+    assert result.success, result.error
+    assert result.answer_format == "vision_reasoner" and result.object_count == 2
+    assert list(result.object_ids) == [1, 2]
+    assert list(result.object_boxes) == [8, 12, 32, 36, 40, 6, 56, 18]
+    assert list(result.object_point_counts) == [1, 1] and list(result.object_points) == [16, 24, 48, 12]
+    assert list(result.object_scores) == [1.0, 1.0]
+    # The single-object fields describe the first object; its one point fills both point fields.
+    assert list(result.box) == [8, 12, 32, 36] and list(result.point_1) == list(result.point_2) == [16, 24]
+    first, second = (32 - 8 + 1) * (36 - 12 + 1), (56 - 40 + 1) * (18 - 6 + 1)
+    assert result.mask_pixels == first + second  # the boxes are disjoint (x 8..32 vs 40..56)
+    assert (result.labels.encoding, result.labels.width, result.labels.height) == ("mono8", 64, 48)
+    assert _same_header(result.labels.header, result.header)
+    labels = _pixels(result.labels)
+    expected = np.zeros((48, 64), dtype=np.uint8)
+    expected[12:37, 8:33] = 1
+    expected[6:19, 40:57] = 2
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(_pixels(result.mask), (expected > 0).astype(np.uint8) * 255)
+
+    missing = wiring.command("the knife")
+    assert not missing.success and missing.error_kind == ReasoningSegmentation.ERROR_NOT_FOUND == "not_found"
+    assert missing.reasoning == "no knife on this table" and missing.object_count == 0
+    assert not missing.has_prompt and missing.mask.width == 0 and missing.labels.width == 0
