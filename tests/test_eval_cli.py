@@ -263,3 +263,54 @@ def test_tiny_models_run_the_whole_evaluation(tmp_path, capsys):
         assert record["completion_tokens"] > 0
         assert record["union"] == record["mask_pixels"] + record["gt_pixels"] - record["intersection"]
     assert (out / "report.md").is_file() and (out / "plots" / "worst_overlays.png").is_file()
+
+
+def object_list(*boxes: tuple[int, int, int, int]) -> str:
+    items = [{"bbox_2d": list(box), "point_2d": [box[0] + 5, box[1] + 5]} for box in boxes]
+    return f"<think>looking</think><answer>{json.dumps(items)}</answer>"
+
+
+RECT_A, RECT_B = (100, 200, 295, 390), (500, 500, 695, 690)  # image x 20..59 y 20..39; x 100..139 y 50..69
+
+
+def test_vision_reasoner_runs_score_union_masks_and_not_found(tmp_path, capsys):
+    """Multi-object and no-target samples in the folder format (mask lists, []), answered in the
+    vision_reasoner format. By hand (each rectangle 40×20 = 800 px):
+      m0 both found      I 1600 U 1600  IoU 1
+      m1 one of two      I 800  U 1600  IoU 1/2
+      m2 none, says none I 0    U 0     IoU 1 (correct not_found)
+      m3 none, points    I 0    U 800   IoU 0
+      m4 one, says none  I 0    U 800   IoU 0 (not_found with a target: a failure)
+    gIoU = 2.5/5 = 0.5, cIoU = 2400/4800 = 0.5; not-found accuracy 1/2, one not_found with a target."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)).save(root / "images/scene.png")
+    first = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    first[20:40, 20:60] = True
+    second = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    second[50:70, 100:140] = True
+    Image.fromarray(first).save(root / "masks/a.png")
+    Image.fromarray(second).save(root / "masks/b.png")
+    both, none = ["masks/a.png", "masks/b.png"], []
+    samples = [("m0", "both rectangles", both), ("m1", "both again", both), ("m2", "a circle", none),
+               ("m3", "a star", none), ("m4", "the first rectangle", "masks/a.png")]
+    (root / "samples.jsonl").write_text("".join(
+        json.dumps({"id": i, "image": "images/scene.png", "mask": m, "text": t}) + "\n" for i, t, m in samples))
+    outputs = {"both rectangles": object_list(RECT_A, RECT_B), "both again": object_list(RECT_A),
+               "a circle": object_list(), "a star": object_list(RECT_A), "the first rectangle": object_list()}
+    out = tmp_path / "run"
+    assert main(scripted_args(tmp_path, root, out, outputs, "--answer-format", "vision_reasoner")) == 0
+
+    records = {r["id"]: r for r in read_jsonl(out / "results.jsonl")}
+    assert [(records[i]["intersection"], records[i]["union"], records[i]["iou"]) for i in ("m0", "m1", "m2", "m3", "m4")
+            ] == [(1600, 1600, 1.0), (800, 1600, 0.5), (0, 0, 1.0), (0, 800, 0.0), (0, 800, 0.0)]
+    assert records["m0"]["gt_objects"] == 2 and len(records["m0"]["objects"]) == 2
+    assert records["m2"]["error_kind"] == "not_found" and records["m2"]["no_target_correct"] is True
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gIoU"] == pytest.approx(0.5) and summary["cIoU"] == pytest.approx(0.5)
+    assert summary["not_found"] == {"no_target_samples": 2, "correct": 1, "accuracy": 0.5,
+                                    "said_not_found_with_target": 1}
+    assert summary["failures"] == {"not_found": 2}
+    printed = capsys.readouterr().out
+    assert "not-found accuracy 0.5000 (1/2 samples without a target answered not_found)" in printed

@@ -95,3 +95,14 @@ def test_summarize_accepts_numpy_integers():
     result = summarize(list(np.array([3, 4])), list(np.array([6, 8])))
     assert result["gIoU"] == pytest.approx(0.5)
     assert result["cIoU"] == pytest.approx(0.5)
+
+
+def test_a_correct_not_found_counts_one_in_giou_and_nothing_in_ciou():
+    # Samples: IoU 0.5, a no-target sample answered not_found (1), a no-target sample given 40 px (0).
+    result = summarize([50, 0, 0], [100, 0, 40], correct_empty=[False, True, False])
+    assert result["gIoU"] == pytest.approx(0.5)
+    assert result["cIoU"] == pytest.approx(50 / 140)
+    with pytest.raises(ValueError, match="U = 0"):
+        summarize([0], [5], correct_empty=[True])
+    with pytest.raises(ValueError, match="correct_empty"):
+        summarize([0], [0], correct_empty=[True, False])

@@ -60,6 +60,9 @@ def test_yaml_then_overrides_with_types_from_the_dataclass(tmp_path):
         ({"dataset_format": "csv"}, "dataset_format"),
         ({"reward_weights": [1, 2]}, "5 values"),
         ({"model_dtype": "int8"}, "model_dtype"),
+        ({"answer_format": "yolo"}, "answer_format must be one of seg_zero, vision_reasoner"),
+        ({"answer_format": "vision_reasoner", "soft_rewards": True}, "soft_rewards exist for answer_format seg_zero"),
+        ({"answer_format": "vision_reasoner", "reward_weights": [1, 1, 1, 1, 1]}, "4 values"),
     ],
 )
 def test_bad_values_are_rejected_with_the_option_named(values, message):
@@ -96,13 +99,16 @@ def test_trl_arguments_carry_the_recipe():
     assert arguments["top_k"] == 5
 
 
-@pytest.mark.parametrize("name", ["grpo_7b.yaml", "grpo_3b.yaml", "grpo_tiny_cpu.yaml"])
+@pytest.mark.parametrize("name", ["grpo_7b.yaml", "grpo_3b.yaml", "grpo_tiny_cpu.yaml", "grpo_vision_reasoner_7b.yaml"])
 def test_shipped_configs_load_and_divide_evenly(name):
     config = load_training_config(CONFIGS / name)
     processes = 1 if config.use_cpu else 8
     assert config.gradient_accumulation_steps(processes) >= 1
     if name != "grpo_tiny_cpu.yaml":
-        assert config.model.startswith("Qwen/Qwen2.5-VL-") and config.bf16 and config.beta == 5e-3
+        vision_reasoner = config.answer_format == "vision_reasoner"
+        assert vision_reasoner == (name == "grpo_vision_reasoner_7b.yaml")
+        assert config.model.startswith("Qwen/Qwen2.5-VL-") and config.bf16
+        assert config.beta == (1e-2 if vision_reasoner else 5e-3)
         assert config.prompts_per_step * config.num_generations == 128
     else:
         assert config.model == "tiny" and config.use_cpu and not config.bf16

@@ -166,3 +166,78 @@ def test_cli_make_dataset_writes_the_schema_and_cleans_up(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["made"]  # the staging rows are gone
     assert main(["train", "make-dataset", "--source", "synthetic:3", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+@dataclass
+class MultiSample:
+    id: str
+    image: np.ndarray
+    mask: np.ndarray
+    text: str
+    instances: tuple
+
+
+def two_rectangles(sample_id="two", width=200, height=100):
+    image = np.zeros((height, width, 3), np.uint8)
+    left, right = np.zeros((height, width), bool), np.zeros((height, width), bool)
+    left[20:60, 10:50] = True    # x 10..49, y 20..59
+    right[30:51, 120:181] = True  # x 120..180, y 30..50
+    return MultiSample(sample_id, image, left | right, "both boxes", (left, right))
+
+
+def test_vision_reasoner_rows_hold_one_box_and_point_per_object():
+    import json
+
+    from segzero_ros.training.targets import frame_targets
+
+    sample = two_rectangles()
+    row = segzero_record(sample, answer_format="vision_reasoner")
+    objects = json.loads(row["solution"])
+    # x × 840/200 = 4.2, y × 840/100 = 8.4, int(v·f + 0.5): left box (10,20,49,59) → (42,168,206,496).
+    assert objects[0]["bbox_2d"] == [42, 168, 206, 496]
+    for entry, instance in zip(objects, sample.instances, strict=True):
+        targets = frame_targets(instance)
+        assert entry == {"bbox_2d": targets.box.as_list(), "point_2d": targets.points[0].as_list()}
+    empty = MultiSample("none", sample.image, np.zeros_like(sample.mask), "a circle", ())
+    assert segzero_record(empty, answer_format="vision_reasoner")["solution"] == "[]"
+    # A plain one-mask sample is a list of one object.
+    single = json.loads(segzero_record(rectangle_sample(), answer_format="vision_reasoner")["solution"])
+    assert len(single) == 1
+
+
+def test_seg_zero_conversion_skips_multi_object_and_empty_samples_vision_reasoner_keeps_them(tmp_path, caplog):
+    samples = [two_rectangles("two"), rectangle_sample("one"),
+               MultiSample("none", rectangle_sample().image, np.zeros((100, 200), bool), "a circle", ())]
+    seg_zero = segzero_dataset_from_masks(samples, cache_dir=tmp_path / "a")
+    assert seg_zero["id"] == ["one"]
+    assert "use answer_format=vision_reasoner" in caplog.text
+    listed = segzero_dataset_from_masks(samples, cache_dir=tmp_path / "b", answer_format="vision_reasoner")
+    assert listed["id"] == ["two", "one", "none"]
+    assert listed["solution"][2] == "[]"
+
+
+def test_vision_reasoner_synthetic_source_and_folder_round_trip(tmp_path):
+    import json
+
+    from segzero_ros.core.prompt import build_vision_reasoner_prompt
+    from segzero_ros.data.folder import load_folder_dataset
+    from segzero_ros.data.synthetic import generate_object_list_samples, resolve_object_list
+
+    dataset = load_training_dataset("synthetic:12:4:96", answer_format="vision_reasoner", cache_dir=tmp_path / "c")
+    expected = generate_object_list_samples(12, 4, 96)
+    assert [len(json.loads(s)) for s in dataset["solution"]] == [len(s.targets) for s in expected]
+    assert {len(s.targets) for s in expected} >= {0, 3}  # the set has empty and multi-object samples
+    for sample in expected:
+        assert resolve_object_list(sample.shapes, sample.text) == sample.targets
+        assert sample.mask.sum() == sum(int(m.sum()) for m in sample.instances)  # shapes never overlap
+    rows = to_trl_dataset(dataset, "vision_reasoner")
+    assert rows[0]["prompt"] == [{"role": "user", "content": build_vision_reasoner_prompt(expected[0].text)}]
+
+    write_folder_dataset(expected, tmp_path / "folder")
+    reread = load_folder_dataset(tmp_path / "folder")
+    for original, loaded in zip(expected, reread, strict=True):
+        assert loaded.instances is not None and len(loaded.instances) == len(original.instances)
+        for a, b in zip(loaded.instances, original.instances, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(loaded.mask, original.mask)
+        assert loaded.has_target == bool(original.targets)

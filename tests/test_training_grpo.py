@@ -113,13 +113,13 @@ def scripted_rollout(completions):
     return rollout
 
 
-def completion_logprob(model, processor, image, command, completion):
+def completion_logprob(model, processor, image, command, completion, answer_format="seg_zero"):
     """log p(completion + end of turn | chat prompt with image), with the same token ids the rollout used."""
     import torch
 
     from segzero_ros.reasoning.chat import render_chat_text
 
-    prompt = processor(text=[render_chat_text(processor, command)], images=[image], return_tensors="pt")
+    prompt = processor(text=[render_chat_text(processor, command, answer_format)], images=[image], return_tensors="pt")
     target = torch.tensor([processor.tokenizer(completion + END_OF_TURN, add_special_tokens=False)["input_ids"]])
     input_ids = torch.cat([prompt["input_ids"], target], dim=1)
     with torch.no_grad():
@@ -215,3 +215,59 @@ def test_lora_run_saves_merged_weights_with_the_vision_tower_untouched(tmp_path,
     projection = re.compile(r"layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
     assert changed and all(projection.search(name) and "visual" not in name for name in changed)
     assert (outcome.output_dir / "final_adapter" / "adapter_config.json").is_file()
+
+
+def test_vision_reasoner_format_trains_on_its_own_prompt_and_rewards(tmp_path, tiny_qwen_dir, monkeypatch):
+    """answer_format=vision_reasoner end to end through TRL: multi-object rows (JSON-list solutions), the
+    VisionReasoner prompt in every rollout, its four rewards logged, and the update favouring the GT list."""
+    from segzero_ros.core.prompt import build_vision_reasoner_prompt
+    from segzero_ros.core.vision_reasoner_rewards import score_objects
+    from segzero_ros.data.synthetic import generate_object_list_samples
+    from segzero_ros.tiny.qwen_vl import TINY_COMPLETION
+    from segzero_ros.training.rewards_trl import reward_names
+
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    sample = next(s for s in generate_object_list_samples(20, 3, 96) if len(s.targets) == 2)
+    dataset = segzero_dataset_from_masks([sample], cache_dir=tmp_path / "rows", answer_format="vision_reasoner")
+    solution = dataset[0]["solution"]
+    objects = json.loads(solution)
+    assert len(objects) == 2 and all(set(o) == {"bbox_2d", "point_2d"} for o in objects)
+    good = f"<think>two {sample.text.split()[2]} shapes</think><answer>{solution}</answer>"
+    good_scores, bad_scores = score_objects(good, solution), score_objects(TINY_COMPLETION, solution)
+    assert good_scores.total == 7.0 and bad_scores.accuracy == 0.0
+
+    seen_prompts = []
+    scripted = scripted_rollout([good, TINY_COMPLETION])
+
+    def rollout(prompts, trainer):
+        seen_prompts.extend(prompts)
+        return scripted(prompts, trainer)
+
+    config = GRPOTrainingConfig(
+        model=str(tiny_qwen_dir), dataset="in-memory", output_dir=str(tmp_path / "run"), answer_format="vision_reasoner",
+        num_generations=2, prompts_per_step=1, per_device_batch_size=2, max_steps=2,
+        learning_rate=5e-4, beta=0.0, max_completion_length=128,
+        use_cpu=True, bf16=False, model_dtype="float32", gradient_checkpointing=False, save_steps=0, seed=0,
+    )
+    trainer = build_grpo_trainer(config, dataset, rollout_func=rollout, log=lambda message: None)
+    processor, model, image = trainer.processing_class, trainer.model, dataset[0]["image"]
+    model.eval()
+    before = completion_logprob(model, processor, image, sample.text, good, "vision_reasoner")
+    trainer.train()
+    model.eval()
+    after = completion_logprob(model, processor, image, sample.text, good, "vision_reasoner")
+    assert after > before + 1.0, (before, after)
+
+    texts = [str(prompt) for prompt in seen_prompts]
+    assert texts and all(build_vision_reasoner_prompt(sample.text) in text for text in texts)
+    names = reward_names(format="vision_reasoner")
+    assert names == ["thinking_format", "object_format", "object_accuracy", "non_repeat"]
+    logged = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert len(logged) == 2
+    fields = {"thinking_format": "thinking_format", "object_format": "object_format",
+              "object_accuracy": "accuracy", "non_repeat": "non_repeat"}
+    for entry in logged:
+        for name, field in fields.items():
+            expected = (getattr(good_scores, field) + getattr(bad_scores, field)) / 2
+            assert entry[f"rewards/{name}/mean"] == pytest.approx(expected)
+        assert entry["reward"] == pytest.approx((good_scores.total + bad_scores.total) / 2)

@@ -76,3 +76,24 @@ def test_accuracy_rewards_need_the_solution_column():
             function(completions=[chat(PERFECT)])
         with pytest.raises(ValueError, match="1 completions but 2 solutions"):
             function(completions=[chat(PERFECT)], solution=[SOLUTION, SOLUTION])
+
+
+def test_vision_reasoner_set_sums_to_the_reference_total():
+    from segzero_ros.core.vision_reasoner_rewards import vision_reasoner_reward
+
+    solution = '[{"bbox_2d": [100, 100, 199, 199], "point_2d": [150, 150]}]'
+    perfect = f"<think>one cup</think><answer>{solution}</answer>"
+    completions = [chat(perfect), chat("no idea"), perfect]
+    functions = reward_functions(format="vision_reasoner")
+    assert reward_names(format="vision_reasoner") == ["thinking_format", "object_format", "object_accuracy",
+                                                      "non_repeat"]
+    values = [function(completions=completions, solution=[solution] * 3) for function in functions]
+    totals = [sum(column) for column in zip(*values, strict=True)]
+    assert totals == [vision_reasoner_reward(perfect, solution), vision_reasoner_reward("no idea", solution),
+                      7.0] == [7.0, 1.0, 7.0]
+    with pytest.raises(ValueError, match="solution"):
+        functions[2](completions=completions)
+    with pytest.raises(ValueError, match="soft rewards exist for the seg_zero format only"):
+        reward_functions(soft=True, format="vision_reasoner")
+    with pytest.raises(ValueError, match="unknown answer format"):
+        reward_functions(format="yolo")

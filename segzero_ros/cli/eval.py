@@ -204,5 +204,9 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     failures = ", ".join(f"{kind} {count}" for kind, count in summary["failures"].items())
     print(f"gIoU {summary['gIoU']:.4f}  cIoU {summary['cIoU']:.4f}  samples {summary['count']}  "
           f"failed {summary['failed']}" + (f" ({failures})" if failures else ""))
+    not_found = summary.get("not_found") or {}
+    if not_found.get("no_target_samples"):
+        print(f"not-found accuracy {not_found['accuracy']:.4f} ({not_found['correct']}/"
+              f"{not_found['no_target_samples']} samples without a target answered not_found)")
     print(f"summary: {out_dir / 'summary.json'}")
     print(f"report:  {out_dir / 'report.md'}")

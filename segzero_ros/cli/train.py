@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.errors import SegZeroError
 
 GRPO_EPILOG = """\
@@ -60,6 +61,9 @@ def add_parser(subparsers: Any) -> None:
     make.add_argument("--format", default="auto", choices=("auto", "masks", "segzero", "synthetic"))
     make.add_argument("--split", default="train", help="split to read from a multi-split source")
     make.add_argument("--limit", type=int, default=None, help="convert only the first N samples")
+    make.add_argument("--answer-format", default=SEG_ZERO, choices=ANSWER_FORMAT_NAMES,
+                      help="solution layout: seg_zero (one box + two points; samples with several or no objects "
+                           "are skipped) or vision_reasoner (a JSON list, one box + point per GT object; [] kept)")
     make.add_argument(
         "--resample", default="area", choices=("area", "bilinear"),
         help="840² resize: area (reference data prep, default) or bilinear (what inference does)",
@@ -104,7 +108,7 @@ def run_make_dataset(args: argparse.Namespace) -> int:
         try:
             dataset = load_training_dataset(
                 args.source, args.format, split=args.split, max_samples=args.limit, resample=args.resample,
-                cache_dir=staging,
+                cache_dir=staging, answer_format=args.answer_format,
             )
         except ValueError as exc:
             raise SegZeroError(str(exc)) from exc

@@ -6,7 +6,9 @@ A sample whose answer could not be parsed or segmented still counts, as I = 0 an
 
 * gIoU: mean over samples of I/U; a sample with U = 0 (both masks empty) counts 0, as in the reference
   aggregator. (The reference evaluation script instead drops a successfully segmented sample whose U is 0;
-  callers wanting that skip such samples before calling :func:`summarize`.)
+  callers wanting that skip such samples before calling :func:`summarize`.) Exception: a sample without a
+  target that the model correctly answered "not found" counts 1 (``correct_empty``), as VisionReasoner's
+  evaluation and gRefCOCO (arXiv:2306.00968) count no-target samples.
 * cIoU: ΣI / ΣU, dominated by large objects.
 """
 
@@ -41,21 +43,28 @@ def failed_sample(gt: np.ndarray) -> tuple[int, int]:
     return 0, int(np.count_nonzero(np.asarray(gt)))
 
 
-def summarize(intersections: Sequence[int], unions: Sequence[int]) -> dict[str, float]:
+def summarize(intersections: Sequence[int], unions: Sequence[int],
+              correct_empty: Sequence[bool] | None = None) -> dict[str, float]:
     """``{"gIoU", "cIoU", "count"}`` over samples; empty input gives 0, 0, 0 rather than NaN.
 
-    Raises ValueError for sequences of different lengths, negative counts or I > U, which no pair of masks
-    can produce.
+    ``correct_empty[i]``: sample i has no target and the model said so; it must have U = 0 and counts 1 in gIoU
+    (it adds nothing to cIoU's sums). Raises ValueError for sequences of different lengths, negative counts or
+    I > U, which no pair of masks can produce.
     """
     if len(intersections) != len(unions):
         raise ValueError(f"{len(intersections)} intersections but {len(unions)} unions")
+    flags = [False] * len(unions) if correct_empty is None else list(correct_empty)
+    if len(flags) != len(unions):
+        raise ValueError(f"{len(unions)} samples but {len(flags)} correct_empty flags")
     per_sample: list[float] = []
-    for intersection, union in zip(intersections, unions, strict=True):
+    for intersection, union, empty in zip(intersections, unions, flags, strict=True):
         if intersection < 0 or union < 0:
             raise ValueError(f"pixel counts must be non-negative, got I={intersection}, U={union}")
         if intersection > union:
             raise ValueError(f"intersection exceeds union: I={intersection}, U={union}")
-        per_sample.append(intersection / union if union > 0 else 0.0)
+        if empty and union != 0:
+            raise ValueError(f"a correct no-target sample has U = 0, got U={union}")
+        per_sample.append(1.0 if empty else intersection / union if union > 0 else 0.0)
     count = len(per_sample)
     if count == 0:
         return {"gIoU": 0.0, "cIoU": 0.0, "count": 0}

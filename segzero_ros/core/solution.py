@@ -13,7 +13,9 @@ interpreter's setting.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 
 from segzero_ros.core.geometry import Box, Point
 
@@ -86,3 +88,10 @@ def _search_numbers(pattern: re.Pattern[str], text: str) -> list[int] | None:
 def _short(text: object, limit: int = 80) -> str:
     shown = repr(text)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def object_solution(objects: Sequence[tuple[Sequence[int], Sequence[int]]]) -> str:
+    """The GT ``solution`` of a VisionReasoner sample: ``[{"bbox_2d": [x1,y1,x2,y2], "point_2d": [x,y]}, …]`` in
+    840-frame integers, the JSON list its accuracy reward decodes (``[]`` for a sample without a target)."""
+    return json.dumps([{"bbox_2d": [int(v) for v in box], "point_2d": [int(v) for v in point]}
+                       for box, point in objects])

@@ -34,13 +34,29 @@ class EvalSample:
     """The referring expression or command, as the dataset gives it."""
     ignore: np.ndarray | None = None
     """bool H×W pixels excluded from scoring (ReasonSeg "ignore" polygons), or None."""
+    instances: tuple[np.ndarray, ...] | None = None
+    """The GT objects one by one (bool H×W each) when the dataset has several per command; `mask` is then
+    their union. None: the sample's one object is `mask` (or no object at all when `mask` is empty)."""
+
+    @property
+    def objects(self) -> tuple[np.ndarray, ...]:
+        """Each GT object's mask; empty for a sample whose command matches nothing in the image."""
+        if self.instances is not None:
+            return self.instances
+        return (self.mask,) if self.mask.any() else ()
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.mask.any())
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise DatasetFormatError(
                 f"sample {self.id!r}: image must be H×W×3 uint8, got {self.image.shape} {self.image.dtype}"
             )
-        for name, array in (("mask", self.mask), ("ignore", self.ignore)):
+        named = [("mask", self.mask), ("ignore", self.ignore)]
+        named += [(f"instance {i}", instance) for i, instance in enumerate(self.instances or ())]
+        for name, array in named:
             if array is None:
                 continue
             if array.dtype != np.bool_:

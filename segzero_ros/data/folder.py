@@ -11,6 +11,10 @@ Layout (paths in the manifest are relative to the folder; absolute paths also wo
 
 "id" is optional (default: the mask file's stem); an optional "ignore" mask path marks pixels left out of
 scoring. One image may appear on several lines, each with its own mask and text.
+
+Several objects per command ("all the red cups"): "mask" is a list of mask paths, one per object; the
+union is scored. A command matching nothing in the image (a "not in view" sample): ``"mask": []`` (then
+"id" is required).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def write_folder_dataset(samples: Iterable[MaskedSample], root: Path) -> Path:
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    entries: list[dict[str, str]] = []
+    entries: list[dict[str, Any]] = []
     seen: set[str] = set()
     for sample in samples:
         if sample.id in seen:
@@ -69,10 +73,17 @@ def write_folder_dataset(samples: Iterable[MaskedSample], root: Path) -> Path:
         seen.add(sample.id)
         stem = safe_filename(sample.id)
         image_path = f"images/{stem}.png"
-        mask_path = f"masks/{stem}.png"
         Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).save(root / image_path)
-        Image.fromarray(np.asarray(sample.mask, dtype=bool)).save(root / mask_path)
-        entries.append({"id": sample.id, "image": image_path, "mask": mask_path, "text": sample.text})
+        instances = getattr(sample, "instances", None)
+        mask_entry: str | list[str]
+        if instances is None:
+            mask_entry = f"masks/{stem}.png"
+            Image.fromarray(np.asarray(sample.mask, dtype=bool)).save(root / mask_entry)
+        else:
+            mask_entry = [f"masks/{stem}-{number}.png" for number in range(1, len(instances) + 1)]
+            for relative, instance in zip(mask_entry, instances, strict=True):
+                Image.fromarray(np.asarray(instance, dtype=bool)).save(root / relative)
+        entries.append({"id": sample.id, "image": image_path, "mask": mask_entry, "text": sample.text})
     manifest = root / MANIFEST_NAME
     write_atomically(manifest, "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries))
     return manifest
@@ -102,13 +113,25 @@ def load_folder_dataset(path: Path) -> EvalDataset:
         entry = entries[index]
         try:
             image = load_rgb(entry["image"])
-            mask = mask_to_bool(open_upright(entry["mask"]))
             ignore = mask_to_bool(open_upright(entry["ignore"])) if entry.get("ignore") else None
+            instances: tuple[np.ndarray, ...] | None = None
+            if isinstance(entry["mask"], list):
+                instances = tuple(mask_to_bool(open_upright(path)) for path in entry["mask"])
+            else:
+                mask = mask_to_bool(open_upright(entry["mask"]))
         except ImageReadError as exc:
             raise DatasetFormatError(str(exc)) from exc
+        if instances is not None:
+            mask = np.zeros(image.shape[:2], dtype=bool)
+            for instance in instances:
+                if instance.shape != mask.shape:
+                    break  # EvalSample names the instance that does not fit
+                mask |= instance
         if ignore is not None:
             mask = mask & ~ignore
-        return EvalSample(id=entry["id"], image=image, mask=mask, text=entry["text"], ignore=ignore)
+            instances = None if instances is None else tuple(instance & ~ignore for instance in instances)
+        return EvalSample(id=entry["id"], image=image, mask=mask, text=entry["text"], ignore=ignore,
+                          instances=instances)
 
     return EvalDataset(f"folder:{root}", [entry["id"] for entry in entries], load)
 
@@ -121,12 +144,20 @@ def _read_entry(root: Path, manifest: Path, number: int, line: str) -> dict[str,
         raise DatasetFormatError(f"{where}: not JSON: {exc}") from exc
     if not isinstance(entry, dict):
         raise DatasetFormatError(f"{where}: expected a JSON object")
-    missing = [key for key in ("image", "mask", "text") if not isinstance(entry.get(key), str)]
+    missing = [key for key in ("image", "text") if not isinstance(entry.get(key), str)]
+    masks = entry.get("mask")
+    listed = isinstance(masks, list) and all(isinstance(item, str) for item in masks)
+    if not isinstance(masks, str) and not listed:
+        missing.append("mask")
     if missing:
-        raise DatasetFormatError(f"{where}: missing or non-string {', '.join(missing)}")
+        raise DatasetFormatError(f"{where}: missing or non-string {', '.join(missing)} (mask: a path or a list "
+                                 "of paths)")
+    if listed and entry.get("id") is None:
+        raise DatasetFormatError(f"{where}: a sample with a list of masks needs an \"id\"")
     resolved: dict[str, Any] = {"text": entry["text"]}
-    for key in ("image", "mask", "ignore"):
+    for key in ("image", "ignore"):
         if entry.get(key):
             resolved[key] = root / entry[key]
-    resolved["id"] = str(entry["id"]) if entry.get("id") is not None else Path(entry["mask"]).stem
+    resolved["mask"] = [root / item for item in (masks or [])] if listed else root / str(masks)
+    resolved["id"] = str(entry["id"]) if entry.get("id") is not None else Path(str(masks)).stem
     return resolved

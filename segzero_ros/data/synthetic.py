@@ -137,6 +137,69 @@ def generate_sample(seed: int, index: int, size: int | tuple[int, int] = 256) ->
     )
 
 
+@dataclass(frozen=True)
+class ObjectListSample:
+    """A command naming every shape of one colour: one, several, or none at all ("not in view")."""
+
+    id: str
+    image: np.ndarray
+    mask: np.ndarray
+    """bool H×W: the union of the targets (all False when there is none)."""
+    instances: tuple[np.ndarray, ...]
+    """Each target's mask, left to right; empty when no shape has the colour."""
+    text: str
+    shapes: tuple[Shape, ...]
+    targets: tuple[int, ...]
+
+
+MAX_LIST_TARGETS = 3
+
+
+def generate_object_list_samples(n: int, seed: int = 0, size: int | tuple[int, int] = 256, start: int = 0
+                                 ) -> list[ObjectListSample]:
+    """Samples start … start+n−1 of "all the <colour> shapes" scenes: 0 to MAX_LIST_TARGETS targets (a quarter
+    of the scenes have none), plus distractors of other colours. Deterministic per (seed, index)."""
+    return [generate_object_list_sample(seed, index, size) for index in range(start, start + n)]
+
+
+def generate_object_list_sample(seed: int, index: int, size: int | tuple[int, int] = 256) -> ObjectListSample:
+    width, height = (size, size) if isinstance(size, int) else size
+    if min(width, height) < 32:
+        raise ValueError(f"images must be at least 32×32, got {width}×{height}")
+    rng = np.random.default_rng([seed, index, 1])  # a stream of its own: not the single-target samples'
+    short_side = min(width, height)
+    low, high = (max(3, round(f * short_side)) for f in SIZE_RANGE)
+    color = str(rng.choice(list(COLORS)))
+    wanted = 0 if rng.random() < 0.25 else int(rng.integers(1, MAX_LIST_TARGETS + 1))
+    placed: list[Shape] = []
+    for count in range(wanted + int(rng.integers(1, 4))):
+        shape_color = color if count < wanted else str(rng.choice([c for c in COLORS if c != color]))
+        shape = _place(rng, Shape(str(rng.choice(SHAPE_KINDS)), shape_color, (0, 0), int(rng.integers(low, high + 1))),
+                       placed, width=width, height=height, x_region=(0.0, float(width)))
+        if shape is not None:  # a crowded scene simply gets fewer shapes
+            placed.append(shape)
+    shapes = sorted(placed, key=lambda s: s.center)
+    text = f"all the {color} shapes"
+    targets = resolve_object_list(shapes, text)
+    image = _background(rng, width, height)
+    for shape in shapes:
+        shape.draw(image, COLORS[shape.color])
+    instances = tuple(shapes[i].mask(width, height) for i in targets)
+    union = np.zeros((height, width), dtype=bool)
+    for instance in instances:
+        union |= instance
+    return ObjectListSample(id=f"synthetic-objects-{seed}-{index:05d}", image=image, mask=union,
+                            instances=instances, text=text, shapes=tuple(shapes), targets=targets)
+
+
+def resolve_object_list(shapes: Sequence[Shape], text: str) -> tuple[int, ...]:
+    """Indices of every shape "all the <colour> shapes" names, left to right (none for an absent colour)."""
+    match = re.fullmatch(rf"all the ({'|'.join(COLORS)}) shapes", text.strip().lower())
+    if match is None:
+        raise ValueError(f"not an object-list expression: {text!r}")
+    return tuple(i for i, s in enumerate(shapes) if s.color == match.group(1))
+
+
 def resolve_expression(shapes: Sequence[Shape], text: str) -> int | None:
     """Index of the one shape the expression describes, or None when it fits none or several."""
     colors = "|".join(COLORS)

@@ -209,9 +209,13 @@ def score_sample(sample: EvalSample, result: SegmentationResult) -> dict[str, An
     """One JSONL record: the pipeline's result plus I, U and IoU against the ground truth.
 
     Failures score I = 0, U = |GT|. Pixels the dataset marks "ignore" are taken out of the prediction, so
-    they count in neither I nor U (they are never ground truth).
+    they count in neither I nor U (they are never ground truth). The prediction is the union of the answer's
+    objects, the GT the union of the sample's. A sample without a target answered `not_found` is correct:
+    I = U = 0 and IoU 1 (``no_target_correct``).
     """
     record: dict[str, Any] = {"id": sample.id, **result.to_dict()}
+    no_target = not sample.has_target
+    correct_empty = no_target and result.error_kind is ErrorKind.NOT_FOUND
     if result.ok and result.mask is not None:
         try:
             prediction = result.mask if sample.ignore is None else result.mask & ~sample.ignore
@@ -225,8 +229,11 @@ def score_sample(sample: EvalSample, result: SegmentationResult) -> dict[str, An
     record.update(
         intersection=intersection,
         union=union,
-        iou=intersection / union if union > 0 else 0.0,
+        iou=1.0 if correct_empty else intersection / union if union > 0 else 0.0,
         gt_pixels=int(np.count_nonzero(sample.mask)),
+        gt_objects=len(sample.objects),
+        no_target=no_target,
+        no_target_correct=correct_empty,
         ignored_pixels=int(np.count_nonzero(sample.ignore)) if sample.ignore is not None else 0,
         mask_file=None,
     )

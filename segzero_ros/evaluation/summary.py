@@ -1,4 +1,4 @@
-"""Per-sample records → summary.json: gIoU, cIoU, failures by kind, latency percentiles per stage."""
+"""Per-sample records → summary.json: gIoU, cIoU, not-found accuracy, failures by kind, latency per stage."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ PERCENTILES = (50, 90, 99)
 
 def summarize_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The numbers a run is judged and compared by; every failure still counts in gIoU and cIoU."""
-    metrics = summarize([int(r["intersection"]) for r in records], [int(r["union"]) for r in records])
+    metrics = summarize([int(r["intersection"]) for r in records], [int(r["union"]) for r in records],
+                        [bool(r.get("no_target_correct")) for r in records])
     failures = Counter(str(r.get("error_kind") or "unknown") for r in records if not r.get("ok"))
     completion_tokens = [int(r.get("completion_tokens") or 0) for r in records]
     return {
@@ -28,7 +29,19 @@ def summarize_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "failures": dict(sorted(failures.items())),
         "latency_s": {stage: latency_stats(_stage_times(records, stage)) for stage in STAGES},
         "completion_tokens_mean": float(np.mean(completion_tokens)) if completion_tokens else 0.0,
+        "not_found": not_found_summary(records),
     }
+
+
+def not_found_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How the model handles "not in view": accuracy on samples without a target (VisionReasoner's N-Acc:
+    answered not_found / samples without a target; None when the data has none), and how often it said
+    not_found where there was a target."""
+    empty = [r for r in records if r.get("no_target")]
+    correct = sum(1 for r in empty if r.get("no_target_correct"))
+    missed = sum(1 for r in records if not r.get("no_target") and r.get("error_kind") == "not_found")
+    return {"no_target_samples": len(empty), "correct": correct,
+            "accuracy": correct / len(empty) if empty else None, "said_not_found_with_target": missed}
 
 
 def latency_stats(values: Sequence[float]) -> dict[str, float | int | None]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
+
 TINY_MODEL = "tiny"
 """``model: tiny`` trains the offline tiny Qwen2.5-VL (smoke runs and tests)."""
 
@@ -44,6 +46,9 @@ class GRPOTrainingConfig:
     """Use only the first N rows (quick experiments)."""
     resample: str = "area"
     """How mask data is squashed to 840²: area (reference data prep) or bilinear (what inference does)."""
+    answer_format: str = "seg_zero"
+    """seg_zero (one box + two points, Seg-Zero's rewards) or vision_reasoner (a list of objects, VisionReasoner's
+    rewards; mask data becomes one GT object per instance mask, and samples without a target are kept)."""
     output_dir: str = "runs/segzero-grpo"
     """Trainer checkpoints land here; the final model (with its processor) in OUTPUT_DIR/final."""
 
@@ -77,9 +82,10 @@ class GRPOTrainingConfig:
     scale_rewards: str = "group"
     """Advantage = (r - group mean) / group std, as GRPO (TRL adds 1e-4 to the std, veRL 1e-6)."""
     soft_rewards: bool = False
-    """Paper ablation: IoU and 1 - L1/840 instead of the 0/1 box rewards."""
+    """Paper ablation: IoU and 1 - L1/840 instead of the 0/1 box rewards (seg_zero format only)."""
     reward_weights: list[float] | None = None
-    """One weight per reward (thinking_format, segmentation_format, bbox_iou, bbox_l1, point); None = all 1."""
+    """One weight per reward: seg_zero (thinking_format, segmentation_format, bbox_iou, bbox_l1, point),
+    vision_reasoner (thinking_format, object_format, object_accuracy, non_repeat); None = all 1."""
     seed: int = 42
 
     # --- precision and memory -------------------------------------------------------------------------------
@@ -155,8 +161,15 @@ class GRPOTrainingConfig:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.reward_weights is not None and len(self.reward_weights) != 5:
-            raise ValueError(f"reward_weights needs 5 values (one per reward), got {len(self.reward_weights)}")
+        if self.answer_format not in ANSWER_FORMAT_NAMES:
+            raise ValueError(f"answer_format must be one of {', '.join(ANSWER_FORMAT_NAMES)}, "
+                             f"got {self.answer_format!r}")
+        if self.soft_rewards and self.answer_format != SEG_ZERO:
+            raise ValueError("soft_rewards exist for answer_format seg_zero only")
+        rewards = 5 if self.answer_format == SEG_ZERO else 4
+        if self.reward_weights is not None and len(self.reward_weights) != rewards:
+            raise ValueError(f"reward_weights needs {rewards} values (one per {self.answer_format} reward), got "
+                             f"{len(self.reward_weights)}")
         if self.lora and (self.lora_r < 1 or self.lora_alpha <= 0):
             raise ValueError("lora_r must be >= 1 and lora_alpha > 0")
         if self.vllm_mode not in ("colocate", "server"):

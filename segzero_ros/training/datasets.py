@@ -5,7 +5,8 @@ The schema (one row per referring expression):
 =============  ===========================================================================================
 ``id``         str, unique
 ``problem``    str, the command (the reference schema's column name; the prompt lower-cases it and strips periods)
-``solution``   str, ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>`` in 840-frame integers
+``solution``   str, ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>`` in 840-frame integers; for the
+               vision_reasoner answer format the JSON list ``[{"bbox_2d": [...], "point_2d": [...]}, ...]``
 ``image``      840×840 RGB (already squashed, aspect ratio not kept)
 ``img_height`` int, the ORIGINAL image height (the 840 frame maps back to it)
 ``img_width``  int, the ORIGINAL image width
@@ -21,6 +22,7 @@ targets of :mod:`segzero_ros.training.targets`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import tempfile
@@ -31,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from segzero_ros.core.formats import SEG_ZERO
+from segzero_ros.core.formats import answer_format as answer_format_spec
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
 from segzero_ros.data.dataset import DatasetFormatError
 from segzero_ros.data.folder import MaskedSample
 from segzero_ros.data.hf import open_hf_dataset
 from segzero_ros.reasoning.chat import trl_prompt
-from segzero_ros.training.targets import EmptyMaskError, frame_targets
+from segzero_ros.training.targets import EmptyMaskError, frame_targets, object_list_solution
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,22 +76,36 @@ def resize_frame(image: np.ndarray, resample: str = "area", frame_size: int = RE
     return Image.fromarray(cv2.resize(array, (frame_size, frame_size), interpolation=cv2.INTER_AREA), mode="RGB")
 
 
-def segzero_record(sample: MaskedSample, resample: str = "area") -> dict[str, Any]:
-    """One schema row for a mask sample: targets from the full-resolution mask, the image squashed to 840².
+def segzero_record(sample: MaskedSample, resample: str = "area", answer_format: str = SEG_ZERO) -> dict[str, Any]:
+    """One schema row for a mask sample: targets from the full-resolution mask(s), the image squashed to 840².
 
-    Raises EmptyMaskError for a mask without foreground (nothing to train on).
+    seg_zero: the one mask's box + two points; raises EmptyMaskError for a mask without foreground (nothing to
+    train on) and MultipleObjectsError for a sample with several GT objects (Seg-Zero answers one).
+    vision_reasoner: one box + point per GT object (``sample.instances`` when the sample has them, else its
+    mask), ``[]`` for a sample without a target.
     """
     image = np.asarray(sample.image)
     mask = np.asarray(sample.mask, dtype=bool)
-    if mask.shape != image.shape[:2]:
-        raise DatasetFormatError(
-            f"sample {sample.id!r}: mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
-            f"{image.shape[1]}×{image.shape[0]}"
-        )
+    instances = getattr(sample, "instances", None)
+    objects = [np.asarray(m, dtype=bool) for m in instances] if instances is not None else (
+        [mask] if mask.any() else [])
+    for array in (mask, *objects):
+        if array.shape != image.shape[:2]:
+            raise DatasetFormatError(
+                f"sample {sample.id!r}: mask is {array.shape[1]}×{array.shape[0]} but the image is "
+                f"{image.shape[1]}×{image.shape[0]}"
+            )
+    if answer_format == SEG_ZERO:
+        if len(objects) > 1:
+            raise MultipleObjectsError(f"sample {sample.id!r} has {len(objects)} GT objects")
+        solution = frame_targets(mask).solution()
+    else:
+        answer_format_spec(answer_format)
+        solution = object_list_solution(objects)
     return {
         "id": str(sample.id),
         "problem": str(sample.text),
-        "solution": frame_targets(mask).solution(),
+        "solution": solution,
         "image": resize_frame(image, resample),
         "img_height": int(image.shape[0]),
         "img_width": int(image.shape[1]),
@@ -110,16 +128,24 @@ def segzero_features() -> Any:
     )
 
 
-def _records(samples: Iterable[MaskedSample], resample: str) -> Iterator[dict[str, Any]]:
+class MultipleObjectsError(ValueError):
+    """A sample with several GT objects cannot be a Seg-Zero (one object) training row."""
+
+
+def _records(samples: Iterable[MaskedSample], resample: str, answer_format: str) -> Iterator[dict[str, Any]]:
     for sample in samples:
         try:
-            yield segzero_record(sample, resample)
+            yield segzero_record(sample, resample, answer_format)
         except EmptyMaskError:
             _LOG.warning("skipping sample %r: its mask is empty", sample.id)
+        except MultipleObjectsError as exc:
+            _LOG.warning("skipping %s: the seg_zero format answers one object (use answer_format=vision_reasoner)",
+                         exc)
 
 
 def segzero_dataset_from_masks(
-    samples: Iterable[MaskedSample], resample: str = "area", cache_dir: Path | None = None
+    samples: Iterable[MaskedSample], resample: str = "area", cache_dir: Path | None = None,
+    answer_format: str = SEG_ZERO,
 ) -> Any:
     """Convert mask samples to a ``datasets.Dataset`` in the schema; samples with an empty mask are skipped.
 
@@ -141,7 +167,7 @@ def segzero_dataset_from_masks(
             _records,
             features=segzero_features(),
             cache_dir=str(unique),
-            gen_kwargs={"samples": samples, "resample": resample},
+            gen_kwargs={"samples": samples, "resample": resample, "answer_format": answer_format},
             fingerprint=uuid.uuid4().hex,
         )
     except ValueError as exc:
@@ -153,11 +179,14 @@ def segzero_dataset_from_masks(
     return dataset
 
 
-def synthetic_samples(count: int, seed: int = 0, size: int = 256) -> list[Any]:
-    """Samples of the synthetic shapes generator (``segzero_ros.data.synthetic``)."""
-    from segzero_ros.data.synthetic import generate_samples
+def synthetic_samples(count: int, seed: int = 0, size: int = 256, answer_format: str = SEG_ZERO) -> list[Any]:
+    """Samples of the synthetic shapes generator (``segzero_ros.data.synthetic``): one target per sample for
+    seg_zero; "all the <colour> shapes" with 0-3 targets for vision_reasoner."""
+    from segzero_ros.data.synthetic import generate_object_list_samples, generate_samples
 
-    return list(generate_samples(count, seed, size))
+    if answer_format == SEG_ZERO:
+        return list(generate_samples(count, seed, size))
+    return list(generate_object_list_samples(count, seed, size))
 
 
 def parse_synthetic_source(source: str) -> tuple[int, int, int] | None:
@@ -180,8 +209,10 @@ def load_training_dataset(
     max_samples: int | None = None,
     resample: str = "area",
     cache_dir: Path | None = None,
+    answer_format: str = SEG_ZERO,
 ) -> Any:
-    """Any supported source → a ``datasets.Dataset`` in the refCOCOg_2k_840 schema.
+    """Any supported source → a ``datasets.Dataset`` in the refCOCOg_2k_840 schema, its ``solution`` in the
+    answer format's layout.
 
     ``format``: ``segzero`` (already in the schema), ``masks`` (image + mask + expression, converted here),
     ``synthetic`` (``synthetic[:COUNT[:SEED[:SIZE]]]``) or ``auto`` (decided from the source). Mask data
@@ -197,16 +228,18 @@ def load_training_dataset(
         count, seed, size = synthetic
         if max_samples is not None:
             count = min(count, max_samples)
-        return segzero_dataset_from_masks(synthetic_samples(count, seed, size), resample, cache_dir)
+        return segzero_dataset_from_masks(synthetic_samples(count, seed, size, answer_format), resample, cache_dir,
+                                          answer_format)
     if format == "masks" or (format == "auto" and _looks_like_mask_folder(Path(text))):
-        return _masks_to_segzero(text, split, max_samples, resample, cache_dir)
+        return _masks_to_segzero(text, split, max_samples, resample, cache_dir, answer_format=answer_format)
     dataset = open_hf_dataset(text, split, any_single_split=True).dataset
     columns = set(dataset.column_names)
     if format == "auto" and not {"problem", "solution"} <= columns:
         from segzero_ros.data.hf import MASK_COLUMNS
 
         if columns & set(MASK_COLUMNS):
-            return _masks_to_segzero(text, split, max_samples, resample, cache_dir, opened=dataset)
+            return _masks_to_segzero(text, split, max_samples, resample, cache_dir, answer_format=answer_format,
+                                     opened=dataset)
     check_segzero_schema(dataset, text)
     if max_samples is not None and max_samples < len(dataset):
         dataset = dataset.select(range(max_samples))
@@ -245,12 +278,13 @@ def _masks_to_segzero(
     resample: str,
     cache_dir: Path | None,
     *,
+    answer_format: str,
     opened: Any = None,
 ) -> Any:
     from segzero_ros.data import load_eval_dataset, wrap_hf_dataset
 
     masks = wrap_hf_dataset(opened, source) if opened is not None else load_eval_dataset(source, split=split)
-    return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir)
+    return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir, answer_format)
 
 
 def save_segzero_dataset(dataset: Any, output_dir: Path, split: str = "train") -> Path:
@@ -279,18 +313,19 @@ def as_reasoning_frame(image: Any) -> Any:
     return resize_to_reasoning_frame(image)
 
 
-def _to_trl_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def _to_trl_batch(batch: dict[str, list[Any]], answer_format: str = SEG_ZERO) -> dict[str, list[Any]]:
     converted = dict(batch)
-    converted["prompt"] = [trl_prompt(command) for command in batch["problem"]]
+    converted["prompt"] = [trl_prompt(command, answer_format) for command in batch["problem"]]
     converted["image"] = [as_reasoning_frame(image) for image in batch["image"]]
     return converted
 
 
-def to_trl_dataset(dataset: Any) -> Any:
+def to_trl_dataset(dataset: Any, answer_format: str = SEG_ZERO) -> Any:
     """Schema dataset → GRPOTrainer's conversational VLM format, lazily (rows convert as they are read).
 
     Each row gains ``prompt`` (see :func:`trl_prompt`) and its ``image`` is guaranteed 840×840 RGB; ``solution``
     and the other columns pass through, so the reward functions receive ``solution`` as a keyword list.
     """
     check_segzero_schema(dataset, "training dataset")
-    return dataset.with_transform(_to_trl_batch)
+    answer_format_spec(answer_format)
+    return dataset.with_transform(functools.partial(_to_trl_batch, answer_format=answer_format))

@@ -1,4 +1,5 @@
-"""TRL-shaped adapters around the Seg-Zero rewards of :mod:`segzero_ros.core.rewards`.
+"""TRL-shaped adapters around the Seg-Zero rewards of :mod:`segzero_ros.core.rewards` and the VisionReasoner
+ones of :mod:`segzero_ros.core.vision_reasoner_rewards`.
 
 TRL's GRPOTrainer calls each reward function with ``completions`` (for conversational data a list of
 ``[{"role": "assistant", "content": text}]``) and every other dataset column as a keyword list (here
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from segzero_ros.core.formats import SEG_ZERO, VISION_REASONER, answer_format
 from segzero_ros.core.rewards import (
     bbox_iou_reward,
     bbox_l1_reward,
@@ -19,6 +21,7 @@ from segzero_ros.core.rewards import (
     segmentation_format_reward,
     thinking_format_reward,
 )
+from segzero_ros.core.vision_reasoner_rewards import accuracy_reward, non_repeat_reward, object_format_reward
 
 RewardFunction = Callable[..., list[float]]
 
@@ -103,13 +106,39 @@ def bbox_l1_soft(completions: Sequence[Any], solution: Sequence[str] | None = No
     return [bbox_l1_reward(completion_text(c), s, soft=True) for c, s in zip(completions, truths, strict=True)]
 
 
-def reward_functions(soft: bool = False) -> list[RewardFunction]:
-    """The five Seg-Zero rewards for GRPOTrainer, in the reference's order; ``soft`` swaps in the soft box rewards."""
+def object_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """VisionReasoner: per answer item, 1/N for a 4-number ``bbox_2d`` and 1/N for a 2-number ``point_2d``."""
+    return [object_format_reward(completion_text(c)) for c in completions]
+
+
+def object_accuracy(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+    """VisionReasoner: Hungarian-matched box IoU + box L1 + point hits over the longer list (0..3)."""
+    truths = _solutions(solution, len(completions))
+    return [accuracy_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+
+
+def non_repeat(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """VisionReasoner: 0 when two sentences of the completion repeat earlier ones."""
+    return [non_repeat_reward(completion_text(c)) for c in completions]
+
+
+REWARD_SETS: dict[str, tuple[RewardFunction, ...]] = {
+    SEG_ZERO: (thinking_format, segmentation_format, bbox_iou, bbox_l1, point),
+    VISION_REASONER: (thinking_format, object_format, object_accuracy, non_repeat),
+}
+"""The reward functions of each answer format, in the reference's order; their plain sum is its total."""
+
+
+def reward_functions(soft: bool = False, format: str = SEG_ZERO) -> list[RewardFunction]:
+    """The rewards of the answer `format` for GRPOTrainer; ``soft`` (Seg-Zero only) swaps in the soft box rewards."""
+    answer_format(format)  # a clear error for an unknown name
+    if soft and format != SEG_ZERO:
+        raise ValueError(f"soft rewards exist for the seg_zero format only, not {format}")
     if soft:
         return [thinking_format, segmentation_format, bbox_iou_soft, bbox_l1_soft, point]
-    return [thinking_format, segmentation_format, bbox_iou, bbox_l1, point]
+    return list(REWARD_SETS[format])
 
 
-def reward_names(soft: bool = False) -> list[str]:
+def reward_names(soft: bool = False, format: str = SEG_ZERO) -> list[str]:
     """The names GRPOTrainer will log the rewards under."""
-    return [function.__name__ for function in reward_functions(soft)]
+    return [function.__name__ for function in reward_functions(soft, format)]

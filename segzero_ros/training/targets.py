@@ -26,12 +26,13 @@ re-checked with exact integer squared distances, so ties and near-ties resolve a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, Box, Point
-from segzero_ros.core.solution import format_solution
+from segzero_ros.core.solution import format_solution, object_solution
 
 FALLBACK_HALF_WINDOW = 10
 """Half side of the window around the centroid searched when no pixel is farther than the median."""
@@ -93,6 +94,17 @@ def frame_targets(mask: np.ndarray, frame_size: int = REASONING_FRAME_SIZE) -> M
 def solution_for_mask(mask: np.ndarray, frame_size: int = REASONING_FRAME_SIZE) -> str:
     """The training ``solution`` string for a mask at original resolution."""
     return frame_targets(mask, frame_size).solution()
+
+
+def object_list_solution(instances: Sequence[np.ndarray], frame_size: int = REASONING_FRAME_SIZE) -> str:
+    """The VisionReasoner ``solution`` of a sample with several (or no) GT objects, in the 840 frame: per
+    object its box and ONE point, the first "largest inscribed circle" point of :func:`representative_points`
+    (VisionReasoner answers one point per object). No objects gives ``[]``."""
+    objects: list[tuple[list[int], list[int]]] = []
+    for instance in instances:
+        targets = frame_targets(instance, frame_size)
+        objects.append((targets.box.as_list(), targets.points[0].as_list()))
+    return object_solution(objects)
 
 
 def mask_box(mask: np.ndarray) -> Box:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import hub_offline, looks_like_local_path
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
@@ -206,25 +207,26 @@ def prepare_dataset(config: GRPOTrainingConfig) -> Any:
         max_samples=config.max_samples,
         resample=config.resample,
         cache_dir=Path(config.output_dir) / "dataset_cache",
+        answer_format=config.answer_format,
     )
 
 
-def prompt_token_count(processor: Any, command: str, image: Any) -> int:
+def prompt_token_count(processor: Any, command: str, image: Any, format: str = SEG_ZERO) -> int:
     """Tokens of one chat-formatted prompt with its 840² image, exactly as TRL will build it."""
     from segzero_ros.training.datasets import as_reasoning_frame
 
-    text = render_chat_text(processor, command)
+    text = render_chat_text(processor, command, format)
     inputs = processor(text=[text], images=[as_reasoning_frame(image)], return_tensors="pt")
     return int(inputs["input_ids"].shape[1])
 
 
-def check_prompt_length(processor: Any, dataset: Any, limit: int) -> int:
+def check_prompt_length(processor: Any, dataset: Any, limit: int, format: str = SEG_ZERO) -> int:
     """Longest prompt (the longest command; the image always costs the same) must fit ``limit`` tokens."""
     commands = dataset.select_columns(["problem"])["problem"]  # the reference schema's name for the command
     if not commands:
         raise TrainingError("the training dataset is empty")
     longest = max(range(len(commands)), key=lambda index: len(commands[index]))
-    count = prompt_token_count(processor, commands[longest], dataset[longest]["image"])
+    count = prompt_token_count(processor, commands[longest], dataset[longest]["image"], format)
     if count > limit:
         raise TrainingError(
             f"the longest prompt (row {longest}) is {count} tokens, over max_prompt_length={limit}; shorten the "
@@ -316,7 +318,7 @@ def build_grpo_trainer(
     processor = load_processor(source) if processor is None else processor
     if dataset is None:
         dataset = prepare_dataset(config)
-    tokens = check_prompt_length(processor, dataset, config.max_prompt_length)
+    tokens = check_prompt_length(processor, dataset, config.max_prompt_length, config.answer_format)
     log(f"data: {len(dataset)} rows from {config.dataset}; longest prompt {tokens} tokens")
 
     import trl
@@ -328,13 +330,13 @@ def build_grpo_trainer(
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = output_dir / METRICS_FILENAME
-    names = reward_names(config.soft_rewards)
+    names = reward_names(config.soft_rewards, config.answer_format)
     args = hf_trl.GRPOConfig(**grpo_arguments(config))
     trainer: Any = hf_trl.GRPOTrainer(
         model=source,
-        reward_funcs=reward_functions(config.soft_rewards),
+        reward_funcs=reward_functions(config.soft_rewards, config.answer_format),
         args=args,
-        train_dataset=to_trl_dataset(dataset),
+        train_dataset=to_trl_dataset(dataset, config.answer_format),
         processing_class=processor,
         callbacks=[*_callbacks(metrics_path, names, log), *callbacks],
         peft_config=lora_config(config),
@@ -385,7 +387,7 @@ def train_grpo(
             "base_model": config.model,
             "dataset": config.dataset,
             "global_step": trainer.state.global_step,
-            "rewards": reward_names(config.soft_rewards),
+            "rewards": reward_names(config.soft_rewards, config.answer_format),
             "last_log": history[-1] if history else {},
             "config": config.to_dict(),
         }
