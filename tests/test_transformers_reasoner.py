@@ -206,3 +206,25 @@ def test_backend_registry_builds_it_and_close_releases_it(tiny_qwen_dir: Path) -
     built.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         built.reason(_noise(64, 64, 10), "cup")
+
+
+def test_vision_reasoner_format_sends_its_prompt_and_reads_lists(tiny_qwen_dir: Path) -> None:
+    from segzero_ros.core.prompt import build_vision_reasoner_prompt
+
+    config = TransformersReasonerConfig(model=str(tiny_qwen_dir), device="cpu", max_new_tokens=96,
+                                        answer_format="vision_reasoner")
+    listing = TransformersReasoner.from_config(config)
+    try:
+        command = 'All the "red" cups?'
+        inputs = prepare_batch(listing.processor, [_noise(50, 70, 5)], [command], "vision_reasoner")
+        decoded = listing.processor.tokenizer.decode(inputs["input_ids"][0].tolist())
+        assert build_vision_reasoner_prompt(command) in decoded and "all the \"red\" cups" in decoded
+        output = listing.reason(_noise(480, 640, 3), command)
+    finally:
+        listing.close()
+    # The tiny model was trained on Seg-Zero's prompt and answers in its layout (garbled by the unfamiliar
+    # prompt); read as a VisionReasoner list that holds no usable object: an explicit parse error, never
+    # "not in view".
+    assert '"bbox"' in output.raw_output and "bbox_2d" not in output.raw_output
+    assert output.objects is None and output.error is not None and "unparseable" in output.error
+    assert output.prompt_tokens > 0
