@@ -31,7 +31,8 @@ setup(
         "infer": [*TORCH, "transformers>=4.49", "tokenizers>=0.21", "accelerate>=1.0", "sam2>=1.0",
                   "huggingface_hub>=0.26"],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
-        "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0"],
+        # scipy: the Hungarian matching of VisionReasoner's accuracy reward.
+        "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0", "scipy>=1.10"],
         "eval": ["datasets>=3.0", "matplotlib>=3.7", "tqdm>=4.66"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "mypy>=1.10"],
         # segzero_image_source reading ros2 bags without ROS.
