@@ -34,6 +34,8 @@ setup(
         # scipy: the Hungarian matching of VisionReasoner's accuracy reward.
         "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0", "scipy>=1.10"],
         "eval": ["datasets>=3.0", "matplotlib>=3.7", "tqdm>=4.66"],
+        # The openai reasoner backend (openai), and `transformers serve` for a local server (fastapi, uvicorn).
+        "serve": ["openai>=1.40", "fastapi>=0.110", "uvicorn>=0.29"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "mypy>=1.10"],
         # segzero_image_source reading ros2 bags without ROS.
         "demo": ["rosbags>=0.10"],

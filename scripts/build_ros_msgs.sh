@@ -32,7 +32,8 @@ EOF
 # The wheels' dependency lists are incomplete: the generators need these too (ENVIRONMENT.md).
 # (ament_cmake_ros_core exists from Kilted on; Jazzy's wheels build without it.)
 required=(ament_cmake ament_cmake_python ament_cmake_include_directories ament_package
-          rosidl_default_generators rosidl_core_generators sensor_msgs std_msgs builtin_interfaces geometry_msgs)
+          rosidl_default_generators rosidl_core_generators sensor_msgs std_msgs builtin_interfaces geometry_msgs
+          action_msgs)
 missing=()
 for package in "${required[@]}"; do
   [ -d "$VENV/share/$package" ] || missing+=("ros-${package//_/-}")
@@ -62,15 +63,16 @@ import segzero_ros
 import segzero_ros.pipeline  # the library half
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
 from segzero_ros.srv import Segment
+from segzero_ros.action import Segment as SegmentAction
 
 assert hasattr(segzero_ros, "__version__"), "segzero_ros resolved to the generated package, not the library"
-for message_type in (ReasoningSegmentation, SegZeroStatus, Segment):
+for message_type in (ReasoningSegmentation, SegZeroStatus, Segment, SegmentAction):
     message_type.__class__.__import_type_support__()  # loads the compiled type support libraries
 assert ReasoningSegmentation.ERROR_NO_IMAGE == "no_image", repr(ReasoningSegmentation.ERROR_NO_IMAGE)
 EOF
 }
 
-fingerprint=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml launch/* config/* examples/kitchen.png "$0" | sha256sum | cut -d' ' -f1)
+fingerprint=$(cat msg/*.msg srv/*.srv action/*.action CMakeLists.txt package.xml launch/* config/* examples/kitchen.png "$0" | sha256sum | cut -d' ' -f1)
 fingerprint="$fingerprint $VENV"
 if [ "$force" != "--force" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$fingerprint" ] \
     && [ -d "$SITE/segzero_ros/msg" ]; then

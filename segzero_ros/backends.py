@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from segzero_ros.config import (
     OnnxRuntimeSegmenterConfig,
+    OpenAIReasonerConfig,
     PipelineConfig,
     ReasonerConfig,
     SegmenterConfig,
@@ -44,6 +45,7 @@ REASONER_BACKENDS: dict[str, Backend[ReasonerConfig]] = {
     "transformers": Backend("segzero_ros.reasoning.transformers_backend:TransformersReasoner.from_config",
                             TransformersReasonerConfig),
     "scripted": Backend("segzero_ros.reasoning.scripted:ScriptedReasoner.from_config", ReasonerConfig),
+    "openai": Backend("segzero_ros.reasoning.openai_backend:OpenAIReasoner.from_config", OpenAIReasonerConfig),
 }
 SEGMENTER_BACKENDS: dict[str, Backend[SegmenterConfig]] = {
     "sam2": Backend("segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config", SegmenterConfig),

@@ -72,6 +72,33 @@ class TransformersReasonerConfig(ReasonerConfig):
 
 
 @dataclass(frozen=True)
+class OpenAIReasonerConfig(ReasonerConfig):
+    """A reasoner served over the OpenAI chat-completions API (`openai` backend: vLLM, SGLang, transformers
+    serve). The robot sends the 840×840 frame and the prompt; the server runs the model."""
+
+    backend: str = option("openai", "Reasoner backend registered in segzero_ros.backends (transformers, "
+                                    "scripted, openai, …).")
+    base_url: str = option("http://127.0.0.1:8000/v1", "openai: the server's API root, e.g. "
+                                                       "https://gpu-server:8000/v1 (TLS verified).",
+                           pattern=r"https?://\S+", pattern_hint="an http:// or https:// URL")
+    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens "
+                                       "(VisionReasoner's reference allows 2048).", minimum=1, maximum=32768)
+    timeout_s: float = option(60.0, "openai: a command's whole time budget at the server, retries included; "
+                                    "past it the command answers `timeout`.", minimum=0.1, maximum=3600.0)
+    connect_timeout_s: float = option(5.0, "openai: limit for opening the connection.", minimum=0.1,
+                                      maximum=600.0)
+    max_retries: int = option(2, "openai: retries (with backoff) after a connection error or a 5xx answer; "
+                                 "never after 4xx or a timeout.", minimum=0, maximum=10)
+    concurrency: int = option(4, "openai: parallel requests for a batch of commands.", minimum=1, maximum=256)
+    api_key_env: str = option("SEGZERO_REASONER_API_KEY", "openai: environment variable holding the API key "
+                                                          "(the key itself is never a parameter).")
+    api_key_file: str | None = option(None, "openai: file holding the API key (first line); read at configure.",
+                                      kind=str)
+    verify_tls: bool = option(True, "openai: verify the server's TLS certificate (https).")
+    ca_file: str | None = option(None, "openai: CA bundle for a private certificate authority.", kind=str)
+
+
+@dataclass(frozen=True)
 class SegmenterConfig(BackendConfig):
     """What every SAM2 segmenter backend reads (the box baseline reads none of it)."""
 
@@ -158,6 +185,7 @@ def from_flat(cls: type[C], values: dict[str, Any]) -> C:
 __all__ = [
     "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "BackendConfig",
     "ExportedGraphsConfig",
-    "OnnxRuntimeSegmenterConfig", "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
+    "OnnxRuntimeSegmenterConfig", "OpenAIReasonerConfig",
+    "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
     "TransformersReasonerConfig", "from_flat", "widen",
 ]

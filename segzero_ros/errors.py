@@ -13,3 +13,11 @@ class ModelLoadError(SegZeroError):
 
 class BackendUnavailableError(SegZeroError):
     """A configured backend needs a package or device this machine lacks."""
+
+
+class ReasonerTimeoutError(SegZeroError):
+    """A reasoner (e.g. a remote server) did not answer within its configured time."""
+
+
+class CanceledError(SegZeroError):
+    """The command was canceled while it ran; no result but the cancellation itself."""

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segzero_ros.core.progress import REASONING, SEGMENTING, Progress
 from segzero_ros.core.result import ErrorKind, SegmentationResult, SegmentedObject, StageTimings, error_result
+from segzero_ros.errors import CanceledError, ReasonerTimeoutError
 from segzero_ros.reasoning.base import Reasoner, ReasonerOutput
 from segzero_ros.segmentation.base import Segmenter
 
@@ -62,8 +64,33 @@ class SegZeroPipeline:
         self.reasoner = reasoner
         self.segmenter = segmenter
 
-    def run(self, image: np.ndarray, command: str) -> SegmentationResult:
-        return self.run_batch([image], [command])[0]
+    def run(self, image: np.ndarray, command: str, progress: Progress | None = None) -> SegmentationResult:
+        """One command. With `progress`, the reasoning streams to it, its stages are reported, and setting its
+        cancel flag stops the command (answered `canceled`)."""
+        if progress is None:
+            return self.run_batch([image], [command])[0]
+        problem = validate_image(image)
+        if problem is None and not command.strip():
+            problem = "command is empty"
+        size = image_size_of(image) if isinstance(image, np.ndarray) else (0, 0)
+        if problem is not None:
+            return self._error(command, size, ErrorKind.INVALID_INPUT, problem)
+        started = time.perf_counter()
+        progress.stage(REASONING)
+        output: ReasonerOutput | BaseException
+        try:
+            output = self.reasoner.reason_stream(image, command, progress)
+        except CanceledError as exc:
+            return self._error(command, size, ErrorKind.CANCELED, f"canceled: {exc}")
+        except Exception as exc:
+            LOG.exception("reasoner failed")
+            trim_gpu_cache()
+            output = exc
+        if progress.canceled:
+            return self._error(command, size, ErrorKind.CANCELED, "canceled after reasoning",
+                               reasoning=getattr(output, "reasoning", ""), raw_output=getattr(output, "raw_output", ""))
+        progress.stage(SEGMENTING)
+        return self._segment(image, command, output, time.perf_counter() - started)
 
     def run_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[SegmentationResult]:
         """Reason about all pairs in one batch, then segment each; one result per pair, in order."""
@@ -106,8 +133,9 @@ class SegZeroPipeline:
     ) -> SegmentationResult:
         size = image_size_of(image)
         if isinstance(output, BaseException):
+            kind = ErrorKind.TIMEOUT if isinstance(output, ReasonerTimeoutError) else ErrorKind.REASONER_FAILED
             return self._error(
-                command, size, ErrorKind.REASONER_FAILED, describe_exception(output),
+                command, size, kind, describe_exception(output),
                 timings=StageTimings(reason_s=reason_s, total_s=reason_s),
             )
         common = dict(

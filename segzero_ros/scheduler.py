@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from segzero_ros.core.progress import QUEUED, Progress
 from segzero_ros.core.result import ErrorKind, SegmentationResult, error_result
 from segzero_ros.options import check_options, option
 
@@ -75,7 +76,7 @@ class Pipeline(Protocol):
     @property
     def segmenter(self) -> Named: ...
 
-    def run(self, image: np.ndarray, command: str) -> SegmentationResult: ...
+    def run(self, image: np.ndarray, command: str, progress: Progress | None = None) -> SegmentationResult: ...
 
     def close(self) -> None: ...
 
@@ -109,6 +110,8 @@ class Job:
     frame: Frame | None
     context: Any = None
     """The caller's own data for this command (e.g. a ROS stamp and a reply future), handed back unchanged."""
+    progress: Progress | None = None
+    """Stage and streamed-reasoning hooks, and the cancel flag `cancel()` sets; None runs it plainly."""
 
 
 @dataclass(frozen=True)
@@ -329,24 +332,47 @@ class CommandScheduler:
         return Frame(data, self._clock(), problem)
 
     def submit(self, command: str, *, frame: Frame | None = None, command_id: str = "",
-               context: Any = None) -> Job:
+               context: Any = None, progress: Progress | None = None) -> Job:
         """Queue a command with `frame` (default: the newest offered frame). Exactly one answer follows: now,
         for problems found at admission, or later from the worker or the watchdog."""
         with self._condition:
             self._ids += 1
             job = Job(command_id or str(self._ids), command, self._clock(),
-                      frame if frame is not None else self._latest, context)
+                      frame if frame is not None else self._latest, context, progress)
             ticket = _Ticket(job)
             self._counters.commands_received += 1
             problem = self._admission_problem(job)
             if problem is None:
+                if progress is not None:
+                    progress.queued(job.command_id)  # before the worker can see it: ids precede any text
                 self._pending.append(ticket)
                 self._condition.notify_all()
         if problem is not None:
             self._answer(ticket, self._error(job, *problem))
         else:
+            if progress is not None:
+                progress.stage(QUEUED)
             self._changed()
         return job
+
+    def cancel(self, command_id: str) -> bool:
+        """Cancel a command: a waiting one is answered `canceled` now; a running one is stopped (its generation
+        ends at the next token) and answered `canceled` by the worker. False when no such command is waiting
+        or running (it has been answered already), or when it runs without a Progress to stop it through."""
+        with self._condition:
+            waiting = next((t for t in self._pending if t.job.command_id == command_id), None)
+            if waiting is not None:
+                self._pending.remove(waiting)
+            run = self._running
+            running = run.ticket.job if run is not None and run.ticket.job.command_id == command_id else None
+        if waiting is not None:
+            self._answer(waiting, self._error(waiting.job, ErrorKind.CANCELED, "canceled while queued"))
+            self._changed()
+            return True
+        if running is not None and running.progress is not None:
+            running.progress.cancel.set()
+            return True
+        return False
 
     def _admission_problem(self, job: Job) -> tuple[ErrorKind, str] | None:
         """Why `job` cannot be queued (caller holds the lock), or None."""
@@ -439,7 +465,7 @@ class CommandScheduler:
                 self._count_unusable(job.frame, str(exc))
             return Answer(job, self._error(job, ErrorKind.INVALID_INPUT, str(exc)), queue_s=queue_s)
         try:
-            result = pipeline.run(rgb, job.command)
+            result = pipeline.run(rgb, job.command, job.progress) if job.progress else pipeline.run(rgb, job.command)
         except Exception as exc:  # the pipeline is the error boundary; this is the last resort
             LOG.exception("pipeline raised")
             return Answer(job, self._error(job, ErrorKind.REASONER_FAILED, f"{type(exc).__name__}: {exc}"),

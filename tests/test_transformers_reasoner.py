@@ -228,3 +228,21 @@ def test_vision_reasoner_format_sends_its_prompt_and_reads_lists(tiny_qwen_dir: 
     assert '"bbox"' in output.raw_output and "bbox_2d" not in output.raw_output
     assert output.objects is None and output.error is not None and "unparseable" in output.error
     assert output.prompt_tokens > 0
+
+
+def test_streaming_hands_over_the_text_as_generated_and_a_cancel_stops_it(reasoner: TransformersReasoner) -> None:
+    from segzero_ros.core.progress import Progress
+    from segzero_ros.errors import CanceledError
+
+    image = _noise(480, 640, 3)
+    chunks: list[str] = []
+    streamed = reasoner.reason_stream(image, "the cup", Progress(on_text=chunks.append))
+    assert len(chunks) > 5 and "".join(chunks) == streamed.raw_output == TINY_COMPLETION
+    assert streamed.objects == reasoner.reason(image, "the cup").objects
+
+    seen: list[str] = []
+    progress = Progress(on_text=lambda chunk: (seen.append(chunk), len(seen) == 2 and progress.cancel.set()))
+    with pytest.raises(CanceledError, match="canceled after"):
+        reasoner.reason_stream(image, "the cup", progress)
+    # The stopping criterion ends generation at the next token: far fewer chunks than a full answer.
+    assert 2 <= len(seen) < len(chunks)

@@ -23,6 +23,8 @@ class ErrorKind(str, enum.Enum):
     UNPARSEABLE_OUTPUT = "unparseable_output"
     SEGMENTER_FAILED = "segmenter_failed"
     TIMEOUT = "timeout"
+    CANCELED = "canceled"
+    """The caller canceled the command (an action goal's cancel) before it finished."""
     NOT_FOUND = "not_found"
     """The model answered that no object matches the command (an empty list); only formats that can say so."""
 

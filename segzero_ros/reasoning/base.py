@@ -11,6 +11,8 @@ import numpy as np
 
 from segzero_ros.core.answer import AnswerParseError, DetectedObject, extract_reasoning
 from segzero_ros.core.formats import SEG_ZERO, AnswerFormat, answer_format
+from segzero_ros.core.progress import Progress
+from segzero_ros.errors import CanceledError
 
 
 @dataclass(frozen=True)
@@ -78,16 +80,31 @@ class Reasoner(Protocol):
         """One output per (image, command) pair, in order; backends batch them in one forward pass."""
         ...
 
+    def reason_stream(self, image: np.ndarray, command: str, progress: Progress) -> ReasonerOutput:
+        """Like `reason`, handing each chunk of generated text to `progress.text` as it is generated, and
+        stopping early when `progress.cancel` is set (then it raises CanceledError)."""
+        ...
+
     def close(self) -> None:
         """Release model memory (GPU included)."""
         ...
 
 
 class BatchReasonerBase:
-    """Gives backends `reason` for free on top of their `reason_batch`."""
+    """Gives backends `reason` for free on top of their `reason_batch`, and a `reason_stream` that hands the
+    whole output over as one chunk (backends that generate token by token override it)."""
 
     def reason(self, image: np.ndarray, command: str) -> ReasonerOutput:
         return self.reason_batch([image], [command])[0]
+
+    def reason_stream(self, image: np.ndarray, command: str, progress: Progress) -> ReasonerOutput:
+        if progress.canceled:
+            raise CanceledError("canceled before reasoning started")
+        output = self.reason(image, command)
+        if progress.canceled:
+            raise CanceledError("canceled while reasoning")
+        progress.text(output.raw_output)
+        return output
 
     def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         raise NotImplementedError

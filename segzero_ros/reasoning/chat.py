@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from segzero_ros.core.formats import SEG_ZERO, answer_format
+from segzero_ros.core.geometry import resize_to_reasoning_frame
 
 
 def user_turn(command: str, format: str = SEG_ZERO) -> list[dict[str, Any]]:
@@ -42,3 +45,14 @@ def prepare_processor_for_generation(processor: Any) -> Any:
     """
     processor.tokenizer.padding_side = "left"
     return processor
+
+
+def rgb_array_to_frame(image: np.ndarray) -> Any:
+    """H×W×3 uint8 RGB → the 840×840 PIL image the reasoner sees."""
+    from PIL import Image
+
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"reasoner needs an H×W×3 uint8 RGB array, got shape {shape} dtype {dtype}")
+    return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))

@@ -21,12 +21,12 @@ import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig, widen
 from segzero_ros.core.formats import SEG_ZERO
-from segzero_ros.core.geometry import resize_to_reasoning_frame
+from segzero_ros.core.progress import Progress
 from segzero_ros.devices import resolve_torch_device
-from segzero_ros.errors import ModelLoadError
+from segzero_ros.errors import CanceledError, ModelLoadError
 from segzero_ros.files import hub_offline, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
-from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
+from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, rgb_array_to_frame
 
 LOAD_FIX_HINT = (
     "To fix this, pass a local model folder (`segzero infer --reasoner /path/to/Seg-Zero-7B`, or the ROS node "
@@ -34,17 +34,6 @@ LOAD_FIX_HINT = (
     f"`huggingface-cli download {DEFAULT_REASONER_MODEL} --local-dir /path/to/Seg-Zero-7B` and copy that "
     "folder here, or use `--tiny` for the offline smoke-test models."
 )
-
-
-def rgb_array_to_frame(image: np.ndarray) -> Any:
-    """H×W×3 uint8 RGB → the 840×840 PIL image the reasoner sees."""
-    from PIL import Image
-
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise ValueError(f"reasoner needs an H×W×3 uint8 RGB array, got shape {shape} dtype {dtype}")
-    return resize_to_reasoning_frame(Image.fromarray(image, mode="RGB"))
 
 
 def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str],
@@ -139,6 +128,15 @@ class TransformersReasoner(BatchReasonerBase):
 
     def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         """All pairs in one greedy `generate` call; times are the batch's, shared equally among its outputs."""
+        return self._generate(images, commands, None)
+
+    def reason_stream(self, image: np.ndarray, command: str, progress: Progress) -> ReasonerOutput:
+        """One greedy generation whose text reaches `progress.text` as it is decoded (transformers'
+        TextStreamer) and which a stopping criterion ends at the next token once `progress.cancel` is set."""
+        return self._generate([image], [command], progress)[0]
+
+    def _generate(self, images: Sequence[np.ndarray], commands: Sequence[str], progress: Progress | None
+                  ) -> list[ReasonerOutput]:
         if len(images) != len(commands):
             raise ValueError(f"{len(images)} images but {len(commands)} commands")
         if not images:
@@ -155,12 +153,20 @@ class TransformersReasoner(BatchReasonerBase):
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         preprocess_s = time.perf_counter() - started
 
+        streaming: dict[str, Any] = {}
+        if progress is not None:
+            if progress.canceled:
+                raise CanceledError("canceled before generation started")
+            streaming = {"streamer": _ProgressStreamer(self._processor.tokenizer, progress),
+                         "stopping_criteria": _stop_when_canceled(progress)}
         started = time.perf_counter()
         with torch.inference_mode():
             sequences = self._model.generate(
-                **inputs, do_sample=False, max_new_tokens=self._config.max_new_tokens, use_cache=True
+                **inputs, do_sample=False, max_new_tokens=self._config.max_new_tokens, use_cache=True, **streaming
             )
         generate_s = time.perf_counter() - started
+        if progress is not None and progress.canceled:
+            raise CanceledError(f"canceled after {sequences.shape[1] - prompt_length} generated tokens")
 
         new_tokens = sequences[:, prompt_length:].tolist()
         texts = self._processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -195,6 +201,29 @@ class TransformersReasoner(BatchReasonerBase):
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _ProgressStreamer(tokenizer: Any, progress: Progress) -> Any:  # noqa: N802  # a class made on first use
+    """transformers' TextStreamer, its finished text pieces handed to `progress.text` (the prompt skipped)."""
+    from transformers import TextStreamer
+
+    class ProgressStreamer(TextStreamer):  # type: ignore[misc]
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            progress.text(text)
+
+    return ProgressStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def _stop_when_canceled(progress: Progress) -> Any:
+    """A StoppingCriteriaList that ends generation at the next token once the command is canceled."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CancelCriterion(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), progress.canceled, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([CancelCriterion()])
 
 
 def _eos_token_ids(model: Any, processor: Any) -> frozenset[int]:

@@ -37,7 +37,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from segzero_ros.backends import build_pipeline
+from segzero_ros.core.progress import Progress
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.ros.action import ReasoningStream, SegmentActionServer
 from segzero_ros.ros.executor import TransitionExecutor
 from segzero_ros.ros.image_conversion import array_to_image, frame_problem, frame_to_rgb8
 from segzero_ros.ros.messages import (
@@ -110,6 +112,8 @@ class SegZeroNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._command_sub = self.create_subscription(String, "~/command", self._on_command, COMMAND_QOS)
         self._segment_srv = self.create_service(Segment, "~/segment", self._on_segment)
+        self._stream = ReasoningStream(self)
+        self._action = SegmentActionServer(self, self._stream, self._submit, self._scheduler.cancel)
         self._status_timer = self.create_timer(self._settings.node.status_period_s, self._publish_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._publish_status()
@@ -260,6 +264,7 @@ class SegZeroNode(LifecycleNode):
         self._stop_intake("node shutting down before the command ran", "inactive")
         self._release_models("finalized")
         self._scheduler.shutdown("node is finalized, not active")
+        self._action.destroy()
 
     def _stop_intake(self, reason: str, label: str) -> None:
         self._spatial.stop()
@@ -296,13 +301,10 @@ class SegZeroNode(LifecycleNode):
         self.submit(msg.data)
 
     async def _on_segment(self, request: Any, response: Any) -> Any:
-        frame = None
-        if request.image.width > 0 and request.image.height > 0:
-            image = request.image
-            frame = self._scheduler.frame(image, frame_problem(image, self._settings.node.max_image_pixels))
+        image = request.image if request.image.width > 0 and request.image.height > 0 else None
         future: Future[Any] = Future(executor=self.executor)
         future.add_done_callback(lambda _: None)  # wakes the executor when the worker completes the future
-        self._submit(request.command, request.command_id, frame, future.set_result)
+        self._submit(request.command, request.command_id, image, future.set_result)
         result: Any = await future
         if not request.include_mask:  # e.g. `ros2 service call`, which prints every byte of a 1.4 MB mask
             result = copy.copy(result)
@@ -314,9 +316,14 @@ class SegZeroNode(LifecycleNode):
         """Queue a command with the newest camera image; returns its command_id. Exactly one result follows."""
         return self._submit(command, command_id, None, None)
 
-    def _submit(self, command: str, command_id: str, frame: Any, reply: Any) -> str:
+    def _submit(self, command: str, command_id: str, image: Any, reply: Any, progress: Progress | None = None) -> str:
+        """Queue a command with `image` (a request's own) or the newest camera frame; its reasoning streams."""
+        frame = None if image is None else self._scheduler.frame(
+            image, frame_problem(image, self._settings.node.max_image_pixels))
         context = CommandContext(self.get_clock().now().to_msg(), reply)
-        return self._scheduler.submit(command, frame=frame, command_id=command_id, context=context).command_id
+        progress = progress or self._stream.progress()
+        return self._scheduler.submit(command, frame=frame, command_id=command_id, context=context,
+                                      progress=progress).command_id
 
     def _to_rgb(self, msg: Any) -> Any:
         return frame_to_rgb8(msg, self._settings.node.max_image_pixels)
@@ -346,6 +353,7 @@ class SegZeroNode(LifecycleNode):
         else:
             self.get_logger().warning(f"[{msg.command_id}] {command}: {msg.error_kind}: {msg.error}")
         self._publish(self._result_pub, msg)
+        self._stream.finish(answer.job.command_id)
         if answer.job.context.reply is not None:
             answer.job.context.reply(msg)
 

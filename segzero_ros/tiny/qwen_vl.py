@@ -293,8 +293,7 @@ def _warm_start(model: Any, processor: Any, seed: int) -> None:
     """Teacher-force TINY_COMPLETION after the chat-formatted Seg-Zero prompt until greedy would reproduce it."""
     import torch
 
-    from segzero_ros.reasoning.chat import render_chat_text
-    from segzero_ros.reasoning.transformers_backend import rgb_array_to_frame
+    from segzero_ros.reasoning.chat import render_chat_text, rgb_array_to_frame
 
     images = _sample_images(np.random.default_rng(seed))
     pairs = [(images[i % len(images)], command) for i, command in enumerate(_TRAIN_COMMANDS)]
