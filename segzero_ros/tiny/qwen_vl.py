@@ -19,7 +19,7 @@ from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt
 from segzero_ros.files import build_folder_atomically
 from segzero_ros.tiny import TINY_WARNING, default_cache_root
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 """Bump whenever anything below changes what gets built; the cache folder name carries it."""
 
 TINY_QWEN_DIRNAME = f"tiny-qwen2_5_vl-r{RECIPE_VERSION}"
@@ -238,10 +238,11 @@ def tiny_qwen_config(tokenizer: Any) -> Any:
     def token_id(token: str) -> int:
         return int(tokenizer.convert_tokens_to_ids(token))
 
-    text_heads = 4
+    # Two heads of 32: vLLM's CPU attention (the served-reasoner tests) needs head_dim >= 32.
+    text_heads = 2
     text_hidden = 64
     head_dim = text_hidden // text_heads
-    mrope_section = [2, 3, 3]  # temporal, height, width rotary slices; must sum to head_dim / 2
+    mrope_section = [4, 6, 6]  # temporal, height, width rotary slices (Qwen's 1:1.5:1.5); sum = head_dim / 2
     if sum(mrope_section) * 2 != head_dim:
         raise AssertionError("mrope_section must sum to head_dim / 2")
     return hf.Qwen2_5_VLConfig(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segzero_ros.tiny.qwen_vl import TINY_QWEN_DIRNAME
 from tests.ros.harness import image_message, rgb_test_image, skip_module_unless_ros_runtime, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -84,7 +85,7 @@ def test_node_process_answers_commands_over_dds(harness, node_process):
         raise AssertionError(f"node never became ready (exit code {process.poll()}):\n{_log(log_path)}") from None
     assert ready.lifecycle_state == "active"
     assert ready.queue_depth == 3  # -p on the command line overrides the params file
-    assert ready.reasoner_name.endswith("tiny-qwen2_5_vl-r1")
+    assert ready.reasoner_name.endswith(TINY_QWEN_DIRNAME)
 
     # Until DDS has matched every endpoint a result may be missed: probe until one answer comes back.
     deadline = time.monotonic() + 30
