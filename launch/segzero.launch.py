@@ -16,6 +16,7 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "reasoner_backend": ("reasoner.backend",),
     "reasoner_model": ("reasoner.model",),
     "answer_format": ("reasoner.answer_format",),
+    "reasoner_base_url": ("reasoner.base_url",),
     "segmenter_backend": ("segmenter.backend",),
     "segmenter_model": ("segmenter.model",),
     "segmenter_config": ("segmenter.config",),
@@ -39,6 +40,7 @@ ARGUMENT_HELP = {
     "autostart": "true/false; empty keeps the params file's value",
     "reasoner_backend": "reasoner backend (transformers, ...); empty keeps the params file's",
     "reasoner_model": "Hugging Face id or local folder of the reasoning model",
+    "reasoner_base_url": "with reasoner_backend:=openai: the server's API root, e.g. https://gpu-server:8000/v1",
     "answer_format": "seg_zero (Seg-Zero-7B: one object) or vision_reasoner (VisionReasoner-7B: a list, "
                      "not_found when none); empty keeps the params file's",
     "segmenter_backend": "segmenter backend: sam2, onnxruntime or tensorrt; empty keeps the params file's",

@@ -269,3 +269,18 @@ def test_api_key_comes_from_the_environment_or_a_file_and_is_never_shown(tmp_pat
         reasoner.close()
     assert {r["authorization"] for r in requests_seen(tmp_path) if r.get("method") == "POST"} == {
         "Bearer sk-secret-123"}
+
+
+def test_cli_infer_with_a_served_reasoner(server, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from segzero_ros.cli import main
+
+    image = tmp_path / "frame.png"
+    Image.fromarray(noise(480, 640, 9)).save(image)
+    code = main(["infer", "--image", str(image), "--command", "the cup", "--reasoner-backend", "openai",
+                 "--reasoner-url", server.base_url, "--reasoner", "", "--segmenter", "box", "--max-new-tokens", "96",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "frame_result.json").read_text())
+    assert result["ok"] and result["box"] == [152, 103, 488, 400] and result["reasoner"].endswith("r2")

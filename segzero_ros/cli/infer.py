@@ -49,7 +49,11 @@ def add_model_arguments(parser: Any) -> None:
     models = parser.add_argument_group("models")
     models.add_argument("--reasoner", default=DEFAULT_REASONER_MODEL, help="HF id or local folder of the reasoner")
     models.add_argument("--reasoner-backend", default="transformers",
-                        help="reasoner backend (transformers; scripted replays a JSON file given as --reasoner)")
+                        help="reasoner backend (transformers; openai = a server at --reasoner-url, --reasoner naming "
+                             "the served model or '' for its first; scripted replays a JSON file given as --reasoner)")
+    models.add_argument("--reasoner-url", default=None,
+                        help="openai backend: the server's API root (default http://127.0.0.1:8000/v1); the API key "
+                             "comes from $SEGZERO_REASONER_API_KEY")
     models.add_argument("--sam2", default=DEFAULT_SAM2_MODEL, help="SAM2 HF id, checkpoint, or CONFIG:CHECKPOINT")
     models.add_argument("--segmenter", default="sam2", help="segmenter backend (sam2, onnxruntime, tensorrt, box)")
     models.add_argument("--onnx-dir", default=None,
@@ -81,7 +85,8 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
     return PipelineConfig(
         reasoner=reasoner_config_for(args.reasoner_backend, model=args.reasoner, device=args.device,
-                                     max_new_tokens=args.max_new_tokens, answer_format=args.answer_format),
+                                     max_new_tokens=args.max_new_tokens, answer_format=args.answer_format,
+                                     base_url=args.reasoner_url),
         segmenter=segmenter_config_from_args(sam2_source(args.sam2), args),
     )
 

@@ -205,3 +205,32 @@ def test_a_goal_the_node_cannot_run_is_aborted_with_its_error(node_factory, harn
     outcome = result_of(send(action, "the red mug", feedback))
     assert outcome.status == GoalStatus.STATUS_ABORTED
     assert outcome.result.result.error_kind == "not_ready"
+
+
+@pytest.mark.slow
+def test_a_goal_served_by_a_real_transformers_serve_streams_its_tokens(node_factory, harness, topics, action,
+                                                                       tiny_qwen_dir, tmp_path):
+    """End to end: node (reasoner.backend openai) → real `transformers serve` on 127.0.0.1 → SSE tokens →
+    action feedback and ~/reasoning_stream → the result with the tiny model's fixed answer."""
+    pytest.importorskip("fastapi")
+    from segzero_ros.testing.servers import transformers_serve
+    from segzero_ros.tiny.qwen_vl import TINY_COMPLETION
+
+    with transformers_serve(tiny_qwen_dir, tmp_path / "serve.log") as server:
+        node = node_factory(**{"reasoner.backend": "openai", "reasoner.base_url": server.base_url,
+                               "reasoner.model": "", "reasoner.max_new_tokens": 96, "segmenter.backend": "box"})
+        assert node.start(), node.status().configure_error
+        harness.executor.add_node(node)
+        camera = harness.publisher(Image, "/image")
+        wait_until(lambda: camera.get_subscription_count() >= 1, what="the node's image subscription")
+        camera.publish(image_message(rgb_test_image(), frame_id="camera_optical"))
+        wait_until(lambda: node.status().image_age_s >= 0, what="the node to receive the image")
+        topics["stream"].clear()
+        feedback: list = []
+        outcome = result_of(send(action, "the red mug", feedback), timeout=60)
+    result = outcome.result.result
+    assert outcome.status == GoalStatus.STATUS_SUCCEEDED and result.raw_output == TINY_COMPLETION
+    assert result.reasoner_name == str(tiny_qwen_dir)
+    topics["stream"].wait_for(lambda m: json.loads(m.data).get("done"))
+    chunks = stream_of(topics, result.command_id)
+    assert len(chunks) > 10 and "".join(c["text"] for c in chunks) == TINY_COMPLETION  # token by token
