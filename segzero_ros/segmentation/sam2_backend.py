@@ -49,6 +49,43 @@ def prompt_arrays(box: Box, points: Sequence[Point]) -> tuple[np.ndarray, np.nda
     return point_coords, point_labels, box_array
 
 
+def build_sam2_model(config: SegmenterConfig, *, video: bool = False) -> tuple[Any, str]:
+    """The SAM2 model a segmenter config names, and its display name; every failure is a ModelLoadError.
+
+    `video`: built as sam2's video predictor (its post-processing settings: dynamic multimask fallback,
+    binarised masks into the memory encoder), which is what the tracker runs frame by frame.
+    """
+    device = resolve_torch_device(config.device, "segmenter")
+    if config.image_size is not None and (config.image_size <= 0 or config.image_size % HIERA_TOTAL_STRIDE):
+        raise ModelLoadError(f"SAM2 image_size must be a positive multiple of {HIERA_TOTAL_STRIDE}, "
+                             f"got {config.image_size}")
+    if config.checkpoint is not None:
+        config_name, checkpoint = _local_files(config)
+        name = config.checkpoint
+    else:
+        config_name, checkpoint = _hub_files(config)
+        name = config.model
+    _check_config_exists(config_name)
+
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+
+    overrides = [] if config.image_size is None else [f"++model.image_size={config.image_size}"]
+    build = build_sam2_video_predictor if video else build_sam2
+    try:
+        with _quiet_sam2_jit_warning():
+            model = build(config_name, str(checkpoint), device=device, hydra_overrides_extra=overrides)
+    except Exception as error:
+        # build_sam2 raises a bare RuntimeError (keys only logged) when checkpoint and config disagree.
+        detail = str(error) or "its parameter names do not match the config (missing or unexpected keys)"
+        if len(detail) > 300:  # torch lists every mismatched key; the start says enough
+            detail = detail[:300] + " …"
+        mismatch = isinstance(error, RuntimeError) and (not str(error) or "state_dict" in str(error))
+        hint = "Check that the config matches the checkpoint (sam2 vs sam2.1, hiera t/s/b+/l). " if mismatch else ""
+        raise ModelLoadError(f"SAM2 checkpoint {checkpoint} could not be loaded with config {config_name}: "
+                             f"{type(error).__name__}: {detail}. {hint}{HOW_TO_FIX}") from error
+    return model, name
+
+
 def sam2_feature_sizes(image_size: int, backbone_stride: int = 16) -> list[tuple[int, int]]:
     """Spatial sizes of the three feature maps the image predictor reshapes (stride 4, 8 and 16).
 
@@ -79,34 +116,9 @@ class Sam2Segmenter:
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> Sam2Segmenter:
         """Load from a local config + checkpoint, or from a Hugging Face id through the local hub cache."""
-        device = resolve_torch_device(config.device, "segmenter")
-        if config.image_size is not None and (config.image_size <= 0 or config.image_size % HIERA_TOTAL_STRIDE):
-            raise ModelLoadError(f"SAM2 image_size must be a positive multiple of {HIERA_TOTAL_STRIDE}, "
-                                 f"got {config.image_size}")
-        if config.checkpoint is not None:
-            config_name, checkpoint = _local_files(config)
-            name = config.checkpoint
-        else:
-            config_name, checkpoint = _hub_files(config)
-            name = config.model
-        _check_config_exists(config_name)
-
-        from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        overrides = [] if config.image_size is None else [f"++model.image_size={config.image_size}"]
-        try:
-            with _quiet_sam2_jit_warning():
-                model = build_sam2(config_name, str(checkpoint), device=device, hydra_overrides_extra=overrides)
-        except Exception as error:
-            # build_sam2 raises a bare RuntimeError (keys only logged) when checkpoint and config disagree.
-            detail = str(error) or "its parameter names do not match the config (missing or unexpected keys)"
-            if len(detail) > 300:  # torch lists every mismatched key; the start says enough
-                detail = detail[:300] + " …"
-            mismatch = isinstance(error, RuntimeError) and (not str(error) or "state_dict" in str(error))
-            hint = "Check that the config matches the checkpoint (sam2 vs sam2.1, hiera t/s/b+/l). " if mismatch else ""
-            raise ModelLoadError(f"SAM2 checkpoint {checkpoint} could not be loaded with config {config_name}: "
-                                 f"{type(error).__name__}: {detail}. {hint}{HOW_TO_FIX}") from error
+        model, name = build_sam2_model(config)
         with _quiet_sam2_jit_warning():
             predictor = SAM2ImagePredictor(model)
         predictor._bb_feat_sizes = sam2_feature_sizes(model.image_size, model.backbone_stride)

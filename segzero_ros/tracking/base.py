@@ -1,0 +1,65 @@
+"""The tracker protocol and its registry (backend name → factory), like the segmenters'."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from segzero_ros.config import SegmenterConfig
+from segzero_ros.core.geometry import Box, Point
+from segzero_ros.errors import BackendUnavailableError
+
+
+@dataclass(frozen=True)
+class TrackedMask:
+    mask: np.ndarray = field(repr=False)
+    """bool H×W at the frame's resolution (all False when the object is not present)."""
+    score: float
+    """SAM2's object-presence probability on this frame (sigmoid of its object-score logit)."""
+    present: bool
+    """SAM2's object-score logit > 0: the object is visible on this frame."""
+    frame_index: int
+    """Frames since `start` (0 = the prompted frame)."""
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+        """Forget any previous target; segment and remember the object the box and points prompt."""
+        ...
+
+    def track(self, image: np.ndarray) -> TrackedMask:
+        """The remembered object on the next frame (same size as the started one until `reset`)."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+TRACKER_BACKENDS: dict[str, str] = {
+    "sam2": "segzero_ros.tracking.sam2_tracker:Sam2Tracker.from_config",
+}
+"""Segmenter backend → the tracker built from the same config."""
+
+
+def build_tracker(config: SegmenterConfig, **options: Any) -> Tracker:
+    """The tracker for the segmenter `config` describes (same model files, device and image size)."""
+    entry = TRACKER_BACKENDS.get(config.backend)
+    if entry is None:
+        raise BackendUnavailableError(
+            f"no tracker for segmenter backend {config.backend!r} yet (tracking backends: "
+            f"{', '.join(TRACKER_BACKENDS)}); track with segmenter.backend sam2")
+    module_name, _, attribute_path = entry.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for attribute in attribute_path.split("."):
+        target = getattr(target, attribute)
+    tracker: Tracker = target(config, **options)
+    return tracker

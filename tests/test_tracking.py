@@ -1,0 +1,117 @@
+"""SAM2 streaming tracking (torch backend) on the tiny hiera-t: exact against sam2's own SAM2VideoPredictor
+run offline on the same frames and prompt, memory bounded over a long stream, and the public API's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segzero_ros.config import OnnxRuntimeSegmenterConfig
+from segzero_ros.core.geometry import Box, Point
+from segzero_ros.errors import BackendUnavailableError
+from segzero_ros.tracking import TrackedMask, Tracker, build_tracker
+
+pytestmark = pytest.mark.slow
+
+WIDTH, HEIGHT, FRAMES = 160, 120, 24
+
+
+def moving_disc(count: int = FRAMES, seed: int = 3) -> list[np.ndarray]:
+    """A red disc crossing a noisy background, a few pixels per frame."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(40, 120, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
+    frames = []
+    for index in range(count):
+        frame = background.copy()
+        cx, cy = 40 + 3 * index, 60 + (index % 5)
+        frame[(xs - cx) ** 2 + (ys - cy) ** 2 <= 18 ** 2] = (220, 40, 40)
+        frames.append(frame)
+    return frames
+
+
+BOX, POINTS = Box(22, 42, 58, 78), (Point(40, 60),)
+
+
+def as_jpeg_round_trip(frames: list[np.ndarray], folder: Path) -> list[np.ndarray]:
+    """Write the frames as the JPEG folder SAM2VideoPredictor reads; return the decoded pixels it will see."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    decoded = []
+    for index, frame in enumerate(frames):
+        path = folder / f"{index:05d}.jpg"
+        Image.fromarray(frame).save(path, quality=95)
+        decoded.append(np.array(Image.open(path).convert("RGB")))
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def tracker(tiny_sam2):
+    built = build_tracker(tiny_sam2.segmenter_config())
+    yield built
+    built.close()
+
+
+def test_streaming_tracker_equals_sams_own_video_predictor(tracker, tiny_sam2, tmp_path):
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    frames = as_jpeg_round_trip(moving_disc(), tmp_path / "video")
+    predictor = build_sam2_video_predictor(tiny_sam2.config, str(tiny_sam2.checkpoint), device="cpu",
+                                           hydra_overrides_extra=["++model.image_size=256"])
+    expected_logits, expected_masks = {}, {}
+    with torch.inference_mode():
+        state = predictor.init_state(video_path=str(tmp_path / "video"))
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=[[40, 60]], labels=[1],
+                                        box=[22, 42, 58, 78])
+        for index, _, video_masks in predictor.propagate_in_video(state):
+            outputs = state["output_dict_per_obj"][0]
+            stored = outputs["cond_frame_outputs"].get(index) or outputs["non_cond_frame_outputs"][index]
+            expected_logits[index] = stored["pred_masks"].clone()
+            expected_masks[index] = (video_masks[0, 0] > 0.0).numpy()
+    assert sorted(expected_logits) == list(range(FRAMES))
+
+    results = [tracker.start(frames[0], BOX, POINTS)]
+    worst = float((tracker.low_res_logits() - expected_logits[0]).abs().max())
+    for index in range(1, FRAMES):
+        results.append(tracker.track(frames[index]))
+        worst = max(worst, float((tracker.low_res_logits() - expected_logits[index]).abs().max()))
+    assert worst <= 1e-4, f"max |Δ logits| over {FRAMES} frames: {worst}"
+    for index, result in enumerate(results):
+        assert isinstance(result, TrackedMask) and result.frame_index == index
+        assert result.mask.shape == (HEIGHT, WIDTH) and result.mask.dtype == np.bool_
+        np.testing.assert_array_equal(result.mask, expected_masks[index])
+        assert 0.0 <= result.score <= 1.0 and result.present == (result.score > 0.5)
+
+
+def test_memory_stays_bounded_over_a_long_stream(tracker):
+    """120 frames here (~50 s on one core); the window fills by frame 16 and never grows after."""
+    frames = moving_disc(12)
+    tracker.start(frames[0], BOX, POINTS)
+    stored = []
+    for index in range(1, 120):
+        tracker.track(frames[index % len(frames)])
+        stored.append(tracker.stored_frames)
+    assert max(stored) == stored[-1] <= 1 + 16  # the prompt frame + a fixed window, reached early
+    assert stored.index(max(stored)) < 20
+
+
+def test_api_rules(tracker, tiny_sam2):
+    assert isinstance(tracker, Tracker)
+    frames = moving_disc(3)
+    tracker.reset()
+    with pytest.raises(RuntimeError, match="start"):
+        tracker.track(frames[0])
+    tracker.start(frames[0], BOX, POINTS)
+    with pytest.raises(ValueError, match="reset and start again"):
+        tracker.track(np.zeros((60, 80, 3), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        tracker.track(frames[1].astype(np.float32))
+    tracker.reset()
+    small = tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ())  # a new size after reset
+    assert small.mask.shape == (60, 80)
+    with pytest.raises(BackendUnavailableError, match="no tracker for segmenter backend 'onnxruntime'"):
+        build_tracker(OnnxRuntimeSegmenterConfig())
