@@ -115,3 +115,53 @@ def test_api_rules(tracker, tiny_sam2):
     assert small.mask.shape == (60, 80)
     with pytest.raises(BackendUnavailableError, match="no tracker for segmenter backend 'onnxruntime'"):
         build_tracker(OnnxRuntimeSegmenterConfig())
+
+
+def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
+    import threading
+    import time
+
+    from segzero_ros.testing.collect import wait_until
+    from segzero_ros.tracking.follower import TrackFollower, TrackState
+
+    frames = moving_disc(12)
+    updates, lock = [], threading.Lock()
+
+    def publish(update):
+        with lock:
+            updates.append(update)
+
+    def seen(number):
+        with lock:
+            return [u.frame for u in updates].count(number) > 0
+
+    # Frames are (number, pixels): the follower hands the caller's frame object back with its mask.
+    follower = TrackFollower(lambda: build_tracker(tiny_sam2.segmenter_config()), lambda frame: frame[1], publish,
+                             max_rate_hz=100.0, lost_after_s=5.0)
+    try:
+        follower.offer((1, frames[1]))  # nothing to follow yet: ignored
+        follower.follow("7", frames[0], BOX, POINTS, frame=0)
+        wait_until(lambda: seen(0), timeout=60, what="the target's first frame")
+        assert updates[0].command_id == "7" and updates[0].tracked.frame_index == 0
+        for index in range(1, 11):  # faster than the tracker: most of these are dropped, never queued
+            follower.offer((index, frames[index]))
+        wait_until(lambda: any(u.frame[0] == 10 for u in updates[1:]), timeout=60, what="the newest frame's mask")
+        status = follower.status()
+        tracked_frames = [u.frame[0] for u in updates[1:]]
+        assert tracked_frames == sorted(tracked_frames) and tracked_frames[-1] == 10  # the newest always wins
+        assert status.frames_dropped >= 5 and status.frames_dropped + len(tracked_frames) == 10
+        assert status.state is TrackState.TRACKING and status.command_id == "7"
+        assert all(u.tracked.present and u.box is not None for u in updates)
+        # A frame of another size ends the track with a clear error; stop() makes it idle.
+        follower.offer((11, np.zeros((60, 80, 3), np.uint8)))
+        wait_until(lambda: follower.status().state is TrackState.FAILED, timeout=60, what="the failed state")
+        assert "reset and start again" in follower.status().error
+        follower.follow("8", frames[0], BOX, POINTS, frame=100)
+        wait_until(lambda: seen(100), timeout=60, what="the new target")
+        assert follower.stop()
+        count = len(updates)
+        follower.offer((12, frames[3]))
+        time.sleep(0.8)
+        assert len(updates) == count and follower.status().state is TrackState.IDLE
+    finally:
+        follower.close()

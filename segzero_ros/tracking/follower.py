@@ -1,0 +1,195 @@
+"""Keep following the commanded object on live camera frames, on a worker thread of its own, ROS-free.
+
+The node offers every camera frame; the follower tracks only the NEWEST one when it is free (older frames
+are dropped, never queued, so a slow tracker never falls behind the camera) and at most `max_rate_hz`. A new
+target (a command's result) replaces the current one before the next frame. The tracker is built on the
+worker thread on first use, so loading never blocks the caller. After `lost_after_s` without the object
+present the state turns LOST (tracking continues: the object may come back).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segzero_ros.core.geometry import Box, Point
+from segzero_ros.tracking.base import TrackedMask, Tracker
+
+LOG = logging.getLogger(__name__)
+
+
+class TrackState(str, enum.Enum):
+    IDLE = "idle"
+    TRACKING = "tracking"
+    LOST = "lost"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """One tracked frame, for the caller to publish."""
+
+    command_id: str
+    frame: Any
+    """The caller's frame object the mask belongs to (e.g. the ROS image, for its header)."""
+    tracked: TrackedMask
+    box: Box | None
+    """Bounding box of the mask (None when nothing is present)."""
+    state: TrackState
+    track_s: float
+
+
+@dataclass(frozen=True)
+class FollowStatus:
+    state: TrackState
+    command_id: str
+    frames_tracked: int
+    frames_dropped: int
+    error: str
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return Box(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+
+
+@dataclass
+class _Target:
+    command_id: str
+    rgb: np.ndarray
+    box: Box
+    points: tuple[Point, ...]
+    frame: Any
+
+
+class TrackFollower:
+    def __init__(self, build: Callable[[], Tracker], convert: Callable[[Any], np.ndarray],
+                 publish: Callable[[TrackUpdate], None], *, max_rate_hz: float = 10.0, lost_after_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._build, self._convert, self._publish, self._clock = build, convert, publish, clock
+        self.max_rate_hz, self.lost_after_s = max_rate_hz, lost_after_s
+        self._condition = threading.Condition()
+        self._target: _Target | None = None
+        self._frame: Any = None
+        self._command_id = ""
+        self._state = TrackState.IDLE
+        self._tracked = self._dropped = 0
+        self._error = ""
+        self._last_present = 0.0
+        self._closed = False
+        self._stopped = True
+        self._generation = 0
+        """Bumped by follow() and stop(): a target the worker started is only kept if nothing came since."""
+        self._thread = threading.Thread(target=self._run, name="segzero-tracking", daemon=True)
+        self._thread.start()
+
+    def follow(self, command_id: str, rgb: np.ndarray, box: Box, points: Sequence[Point], frame: Any = None) -> None:
+        """Track this object from now on (it was found on `rgb`), replacing any current target."""
+        with self._condition:
+            self._target = _Target(command_id, rgb, box, tuple(points), frame)
+            self._generation += 1
+            self._frame = None  # frames before the new target's are of no use to it
+            self._condition.notify_all()
+
+    def offer(self, frame: Any) -> None:
+        """A new camera frame; the previous one is dropped if it was not tracked yet."""
+        with self._condition:
+            if self._stopped and self._target is None:
+                return
+            if self._frame is not None:
+                self._dropped += 1
+            self._frame = frame
+            self._condition.notify_all()
+
+    def stop(self) -> bool:
+        """Stop following (True when something was being followed)."""
+        with self._condition:
+            was = not self._stopped or self._target is not None
+            self._target, self._frame, self._stopped = None, None, True
+            self._state, self._command_id = TrackState.IDLE, ""
+            self._generation += 1
+        return was
+
+    def status(self) -> FollowStatus:
+        with self._condition:
+            return FollowStatus(self._state, self._command_id, self._tracked, self._dropped, self._error)
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ worker
+
+    def _run(self) -> None:
+        tracker: Tracker | None = None
+        last_track = -float("inf")
+        try:
+            while True:
+                with self._condition:
+                    while not self._closed and self._target is None and (self._stopped or self._frame is None):
+                        self._condition.wait()
+                    if self._closed:
+                        return
+                    target, self._target = self._target, None
+                    generation = self._generation
+                    frame = None
+                    if target is None:
+                        wait = 1.0 / self.max_rate_hz - (self._clock() - last_track) if self.max_rate_hz > 0 else 0
+                        if wait > 0:
+                            self._condition.wait(wait)
+                            continue
+                        frame, self._frame = self._frame, None
+                if tracker is None:
+                    tracker = self._build()
+                started = self._clock()
+                if target is not None:
+                    tracked = tracker.start(target.rgb, target.box, target.points)
+                    with self._condition:
+                        if generation != self._generation:
+                            continue  # stopped or replaced while this target was being started
+                        self._stopped, self._command_id, self._error = False, target.command_id, ""
+                        self._last_present = started
+                    self._emit(target.frame, tracked, started)
+                elif frame is not None:
+                    try:
+                        rgb = self._convert(frame)
+                        tracked = tracker.track(rgb)
+                    except ValueError as exc:  # an unusable frame or a size change: the track ends clearly
+                        with self._condition:
+                            self._stopped, self._state, self._error = True, TrackState.FAILED, str(exc)
+                        tracker.reset()
+                        continue
+                    last_track = started
+                    self._emit(frame, tracked, started)
+        except Exception as exc:  # a model failure ends tracking, never the process
+            LOG.exception("tracking failed")
+            with self._condition:
+                self._stopped, self._state, self._error = True, TrackState.FAILED, f"{type(exc).__name__}: {exc}"
+        finally:
+            if tracker is not None:
+                tracker.close()
+
+    def _emit(self, frame: Any, tracked: TrackedMask, started: float) -> None:
+        now = self._clock()
+        with self._condition:
+            if self._stopped:
+                return  # stop() came while this frame was being tracked
+            if tracked.present:
+                self._last_present = now
+            self._state = TrackState.TRACKING if now - self._last_present <= self.lost_after_s else TrackState.LOST
+            self._tracked += 1
+            update = TrackUpdate(self._command_id, frame, tracked, mask_box(tracked.mask) if tracked.present else None,
+                                 self._state, now - started)
+        self._publish(update)
