@@ -69,12 +69,10 @@ class SegZeroPipeline:
         cancel flag stops the command (answered `canceled`)."""
         if progress is None:
             return self.run_batch([image], [command])[0]
-        problem = validate_image(image)
-        if problem is None and not command.strip():
-            problem = "command is empty"
-        size = image_size_of(image) if isinstance(image, np.ndarray) else (0, 0)
-        if problem is not None:
-            return self._error(command, size, ErrorKind.INVALID_INPUT, problem)
+        refused = self._refusal(image, command)
+        if refused is not None:
+            return refused
+        size = image_size_of(image)
         started = time.perf_counter()
         progress.stage(REASONING)
         output: ReasonerOutput | BaseException
@@ -100,13 +98,8 @@ class SegZeroPipeline:
         results: list[SegmentationResult | None] = [None] * len(images)
         valid: list[int] = []
         for index, (image, command) in enumerate(zip(images, commands, strict=True)):
-            problem = validate_image(image)
-            if problem is None and not command.strip():
-                problem = "command is empty"
-            if problem is not None:
-                size = image_size_of(image) if isinstance(image, np.ndarray) else (0, 0)
-                results[index] = self._error(command, size, ErrorKind.INVALID_INPUT, problem)
-            else:
+            results[index] = self._refusal(image, command)
+            if results[index] is None:
                 valid.append(index)
 
         if valid:
@@ -115,6 +108,16 @@ class SegZeroPipeline:
             for index, output in zip(valid, outputs, strict=True):
                 results[index] = self._segment(images[index], commands[index], output, reason_s)
         return [result for result in results if result is not None]
+
+    def _refusal(self, image: object, command: str) -> SegmentationResult | None:
+        """The `invalid_input` result of an unusable image or an empty command, or None when both are fine."""
+        problem = validate_image(image)
+        if problem is None and not command.strip():
+            problem = "command is empty"
+        if problem is None:
+            return None
+        size = image_size_of(image) if isinstance(image, np.ndarray) else (0, 0)
+        return self._error(command, size, ErrorKind.INVALID_INPUT, problem)
 
     def _reason(self, images: list[np.ndarray], commands: list[str]) -> list[ReasonerOutput | BaseException]:
         try:
