@@ -201,14 +201,16 @@ class OpenAIReasoner(BatchReasonerBase):
                 raise ReasonerTimeoutError(
                     f"the reasoner server at {self._base_url} did not answer within {self._timeout_s:g} s") from None
             except (openai.APIConnectionError, _RetryableError) as exc:
-                reason = _describe(exc)
-                if tries_left == 0 or time.monotonic() + delay >= deadline or (progress and progress.canceled):
-                    raise ReasonerServerError(f"cannot reach the reasoner server at {self._base_url}: {reason}"
-                                              ) from None
-                LOG.warning("reasoner server %s: %s; retrying in %.1f s", self._base_url, reason, delay)
+                failure = ReasonerServerError(f"cannot reach the reasoner server at {self._base_url}: "
+                                              f"{_describe(exc)}")
             except openai.APIStatusError as exc:
-                raise ReasonerServerError(f"the reasoner server at {self._base_url} answered "
-                                          f"{exc.status_code}: {_server_words(exc)}") from None
+                failure = ReasonerServerError(f"the reasoner server at {self._base_url} answered "
+                                              f"{exc.status_code}: {_server_words(exc)}")
+                if exc.status_code < 500:
+                    raise failure from None  # a 4xx will not change on a retry
+            if tries_left == 0 or time.monotonic() + delay >= deadline or (progress and progress.canceled):
+                raise failure
+            LOG.warning("%s; retrying in %.1f s", failure, delay)
             if progress is not None and progress.cancel.wait(delay):
                 raise CanceledError("canceled while waiting to retry")
             if progress is None:
@@ -227,16 +229,11 @@ class OpenAIReasoner(BatchReasonerBase):
                 "max_tokens": self._max_new_tokens, **extra}
 
     def _complete(self, messages: list[dict[str, Any]], deadline: float) -> tuple[str, int, int]:
-        try:
-            response = self._client.chat.completions.create(**self._request(messages), timeout=self._timeout(deadline))
-        except self._openai.APIStatusError as exc:
-            if exc.status_code >= 500:
-                raise _RetryableError(f"{exc.status_code}: {_server_words(exc)}") from None
-            raise
+        response = self._client.chat.completions.create(**self._request(messages), timeout=self._timeout(deadline))
         if not getattr(response, "choices", None):
             raise ReasonerServerError(f"the reasoner server at {self._base_url} sent no choices: {_short(response)}")
         message = response.choices[0].message
-        reasoning = getattr(message, "reasoning_content", None) or (message.model_extra or {}).get("reasoning_content")
+        reasoning = _reasoning_content(message)
         usage = getattr(response, "usage", None)
         return (joined_output(reasoning, message.content), int(getattr(usage, "prompt_tokens", 0) or 0),
                 int(getattr(usage, "completion_tokens", 0) or 0))
@@ -244,14 +241,9 @@ class OpenAIReasoner(BatchReasonerBase):
     def _stream(self, messages: list[dict[str, Any]], deadline: float, progress: Progress) -> tuple[str, int, int]:
         if progress.canceled:
             raise CanceledError("canceled before the request was sent")
-        try:
-            stream = self._client.chat.completions.create(
-                **self._request(messages, stream=True, stream_options={"include_usage": True}),
-                timeout=self._timeout(deadline))
-        except self._openai.APIStatusError as exc:
-            if exc.status_code >= 500:
-                raise _RetryableError(f"{exc.status_code}: {_server_words(exc)}") from None
-            raise
+        stream = self._client.chat.completions.create(
+            **self._request(messages, stream=True, stream_options={"include_usage": True}),
+            timeout=self._timeout(deadline))
         done = threading.Event()
         watcher = threading.Thread(target=_close_when, args=(stream, progress, deadline, done), daemon=True,
                                    name="segzero-openai-cancel")
@@ -265,8 +257,7 @@ class OpenAIReasoner(BatchReasonerBase):
                 usage = getattr(chunk, "usage", None) or usage
                 for choice in getattr(chunk, "choices", None) or ():
                     delta = choice.delta
-                    reasoning = getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get(
-                        "reasoning_content")
+                    reasoning = _reasoning_content(delta)
                     if reasoning:
                         if not in_think:
                             pieces.append("<think>")
@@ -313,10 +304,7 @@ class OpenAIReasoner(BatchReasonerBase):
         """The configured model name, or the first one the server lists (asked once)."""
         with self._model_lock:
             if not self._model:
-                try:
-                    listed = self._client.models.list(timeout=self._connect_timeout_s + 5.0)
-                except self._openai.APIStatusError as exc:
-                    raise _RetryableError(f"{exc.status_code}: {_server_words(exc)}") from None
+                listed = self._client.models.list(timeout=self._connect_timeout_s + 5.0)
                 names = [entry.id for entry in getattr(listed, "data", None) or ()]
                 if not names:
                     raise ReasonerServerError(f"the reasoner server at {self._base_url} serves no model")
@@ -325,7 +313,14 @@ class OpenAIReasoner(BatchReasonerBase):
 
 
 class _RetryableError(Exception):
-    """A 5xx answer or a connection that broke before any text arrived: worth another try."""
+    """A stream that broke before any text arrived: worth another try, like a refused connection."""
+
+
+def _reasoning_content(message: Any) -> str | None:
+    """The reasoning a server split off a message or a stream delta (a field outside the OpenAI schema)."""
+    value = getattr(message, "reasoning_content", None) or (getattr(message, "model_extra", None) or {}).get(
+        "reasoning_content")
+    return value if isinstance(value, str) else None
 
 
 def _close_when(stream: Any, progress: Progress, deadline: float, done: threading.Event) -> None:

@@ -103,7 +103,7 @@ class SegmentActionServer:
     """~/segment (segzero_ros/action/Segment): one scheduler job per goal, with feedback and cancel."""
 
     def __init__(self, node: Any, stream: ReasoningStream, submit: Submit, cancel: Callable[[str], bool]) -> None:
-        self._node, self._stream, self._submit, self._cancel = node, stream, submit, cancel
+        self._stream, self._submit, self._cancel = stream, submit, cancel
         self._server: Any = ActionServer(
             node, SegmentAction, "~/segment", execute_callback=self._finish, goal_callback=self._on_goal,
             handle_accepted_callback=self._on_accepted, cancel_callback=self._on_cancel,
