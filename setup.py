@@ -43,7 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "segzero = segzero_ros.cli:main",
-            "segzero_node = segzero_ros.ros.node:main",
+            "segzero_node = segzero_ros.ros.main:main",
             "segzero_image_source = segzero_ros.ros.image_source:main",
         ],
     },

@@ -130,7 +130,7 @@ def node_command(max_new_tokens: int) -> list[str]:
         "segmenter.config": config.segmenter.config, "segmenter.checkpoint": config.segmenter.checkpoint,
         "segmenter.image_size": config.segmenter.image_size, "segmenter.device": "cpu",
     }
-    command = [sys.executable, "-m", "segzero_ros.ros.node", "--ros-args", "-r", f"image:={CAMERA_TOPIC}"]
+    command = [sys.executable, "-m", "segzero_ros.ros.main", "--ros-args", "-r", f"image:={CAMERA_TOPIC}"]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
     return command

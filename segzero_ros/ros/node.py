@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import signal
-import sys
 import threading
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -60,6 +56,7 @@ from segzero_ros.ros.params import (
     with_live_changes,
 )
 from segzero_ros.ros.spatial import SpatialOutputs
+from segzero_ros.ros.tracking import TrackingOutputs
 from segzero_ros.scheduler import Answer, CommandScheduler, SchedulerConfig
 from segzero_ros.srv import Segment
 from segzero_ros.tiny import TINY_WARNING, tiny_pipeline_config
@@ -100,7 +97,6 @@ class SegZeroNode(LifecycleNode):
         self._scheduler = CommandScheduler(self._publish_answer, convert=self._to_rgb, on_change=self._publish_status,
                                            config=self._scheduler_config(self._settings))
         self._scheduler.close_intake("node is unconfigured, not active")
-        self._spatial = SpatialOutputs(self)
 
         # Commands, results and status exist in every lifecycle state: a command sent to an inactive node
         # still gets its (not_ready) result instead of silence.
@@ -113,6 +109,8 @@ class SegZeroNode(LifecycleNode):
         self._command_sub = self.create_subscription(String, "~/command", self._on_command, COMMAND_QOS)
         self._segment_srv = self.create_service(Segment, "~/segment", self._on_segment)
         self._stream = ReasoningStream(self)
+        self._spatial = SpatialOutputs(self)
+        self._tracking = TrackingOutputs(self, self._mask_pub, self._to_rgb, self.submit, self._publish_status)
         self._action = SegmentActionServer(self, self._stream, self._submit, self._scheduler.cancel)
         self._status_timer = self.create_timer(self._settings.node.status_period_s, self._publish_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -168,7 +166,7 @@ class SegZeroNode(LifecycleNode):
         if live:
             self._settings = with_live_changes(self._settings, live)
             self._scheduler.config = self._scheduler_config(self._settings)
-            self._spatial.config = self._settings.spatial
+            self._spatial.config, self._tracking.config = self._settings.spatial, self._settings.tracking
         deferred = sorted(set(changes) - set(live))
         if deferred and self._state_label != "unconfigured":
             self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
@@ -235,6 +233,7 @@ class SegZeroNode(LifecycleNode):
             self._image_subscription = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         self._scheduler.image_source = self._image_subscription.topic_name
         self._spatial.start(self._settings.spatial)
+        self._tracking.start(self._settings.tracking, self._settings.pipeline.segmenter, self._settings.node.tiny)
         self._set_label("active")
         self._scheduler.open_intake()
         self.get_logger().info(f"active: waiting for images on {self._image_subscription.topic_name}")
@@ -268,6 +267,7 @@ class SegZeroNode(LifecycleNode):
 
     def _stop_intake(self, reason: str, label: str) -> None:
         self._spatial.stop()
+        self._tracking.stop()
         if self._image_subscription is not None:
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
@@ -296,6 +296,7 @@ class SegZeroNode(LifecycleNode):
             msg = type(msg)(header=msg.header)  # keep the header only: the pixels go now
             self.get_logger().warning(f"unusable camera image: {problem}", throttle_duration_sec=10.0)
         self._scheduler.offer_frame(msg, problem)
+        self._tracking.offer(msg, problem)
 
     def _on_command(self, msg: String) -> None:
         self.submit(msg.data)
@@ -354,6 +355,7 @@ class SegZeroNode(LifecycleNode):
             self.get_logger().warning(f"[{msg.command_id}] {command}: {msg.error_kind}: {msg.error}")
         self._publish(self._result_pub, msg)
         self._stream.finish(answer.job.command_id)
+        self._tracking.follow(answer, msg.header)
         if answer.job.context.reply is not None:
             answer.job.context.reply(msg)
 
@@ -367,8 +369,8 @@ class SegZeroNode(LifecycleNode):
         """The current SegZeroStatus (what ~/status carries)."""
         with self._lock:
             label = self._state_label
-        return status_message(self._scheduler.status(), label, self._configure_error,
-                              self.get_clock().now().to_msg())
+        return self._tracking.fill_status(status_message(self._scheduler.status(), label, self._configure_error,
+                                                         self.get_clock().now().to_msg()))
 
     def _publish_status(self) -> None:
         if not hasattr(self, "_status_pub"):
@@ -398,32 +400,6 @@ def add_to_executor(node: SegZeroNode, executor: TransitionExecutor) -> None:
     timer = node.create_timer(0.0, autostart, callback_group=node.transition_group)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console entry point `segzero_node`."""
-    _init_without_rclpy_signal_handlers(args)
-    # SIGTERM (sent by launch after SIGINT) ends the process the same orderly way as Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    executor = TransitionExecutor()
-    node: SegZeroNode | None = None
-    tiny = "--tiny" in (sys.argv if args is None else args)  # `segzero_node --tiny`: the tiny parameter
-    try:
-        node = SegZeroNode(parameter_overrides=[Parameter("tiny", value=True)] if tiny else [])
-        add_to_executor(node, executor)
-        while True:
-            # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a
-            # second even when nothing arrives.
-            executor.spin_once(timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.release()  # while the context is still valid: the last results and logs still go out
-            node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    return 0
-
-
 def _describe(config: Any) -> str:
     """What will really be loaded: the checkpoint or folder when one is given, else the model id."""
     source = getattr(config, "onnx_dir", None) or getattr(config, "checkpoint", None) or config.model
@@ -432,18 +408,3 @@ def _describe(config: Any) -> str:
 
 def _short_text(text: str) -> str:
     return repr(text) if len(text) <= LOG_TEXT_CHARS else f"{text[:LOG_TEXT_CHARS]!r}… ({len(text)} chars)"
-
-
-def _init_without_rclpy_signal_handlers(args: list[str] | None) -> None:
-    """rclpy's own SIGINT handler shuts the context down at once, before the node could publish the answer
-    of a running command or release its models cleanly; Python's KeyboardInterrupt lets main() do both."""
-    try:
-        from rclpy.signals import SignalHandlerOptions
-    except ImportError:  # very old rclpy: keep its handlers
-        rclpy.init(args=args)
-        return
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

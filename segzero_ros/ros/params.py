@@ -21,6 +21,7 @@ from segzero_ros.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS, Backend
 from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig, from_flat
 from segzero_ros.options import Option, OptionValue, check_options, format_number, option, options_of
 from segzero_ros.scheduler import SchedulerConfig
+from segzero_ros.tracking.config import TrackingConfig
 
 ParamValue = OptionValue
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,7 @@ class NodeSettings:
     node: NodeConfig
     pipeline: PipelineConfig
     spatial: SpatialConfig = SpatialConfig()
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
 
 
 def _section(name: str, registry: Mapping[str, Backend[Any]], base: type) -> list[ParamSpec]:
@@ -137,6 +139,7 @@ def node_parameters() -> tuple[ParamSpec, ...]:
         *_section("reasoner", REASONER_BACKENDS, ReasonerConfig),
         *_section("segmenter", SEGMENTER_BACKENDS, SegmenterConfig),
         *(ParamSpec(f"spatial.{name}", info) for name, info in options_of(SpatialConfig).items()),
+        *(ParamSpec(f"tracking.{name}", info) for name, info in options_of(TrackingConfig).items()),
     )
 
 
@@ -178,7 +181,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
     problems = parameter_problems(merged)
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
-    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "": {}}
+    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "tracking": {}, "": {}}
     for name, value in merged.items():
         section, _, field_name = name.rpartition(".")
         sections[section][field_name] = value
@@ -190,6 +193,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
             pipeline=PipelineConfig(reasoner=from_flat(reasoner_class, sections["reasoner"]),
                                     segmenter=from_flat(segmenter_class, sections["segmenter"])),
             spatial=from_flat(SpatialConfig, sections["spatial"]),
+            tracking=from_flat(TrackingConfig, sections["tracking"]),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid parameters: {exc}") from exc
@@ -205,11 +209,17 @@ def _registered(registry: Mapping[str, Backend[Any]], backend: str, kind: str) -
 def with_live_changes(settings: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
     """`settings` with new values of live parameters (already validated) applied."""
     node = {name: value for name, value in changes.items() if "." not in name}
-    spatial_options = options_of(SpatialConfig)
-    spatial: dict[str, Any] = {name.partition(".")[2]: spatial_options[name.partition(".")[2]].from_flat(value)
-                               for name, value in changes.items() if name.startswith("spatial.")}
     return dataclasses.replace(settings, node=dataclasses.replace(settings.node, **node),
-                               spatial=dataclasses.replace(settings.spatial, **spatial))
+                               spatial=_replaced(settings.spatial, "spatial.", changes),
+                               tracking=_replaced(settings.tracking, "tracking.", changes))
+
+
+def _replaced(section: Any, prefix: str, changes: Mapping[str, Any]) -> Any:
+    """`section` (a config dataclass) with the changes named `<prefix><field>` applied."""
+    options = options_of(section)
+    values = {name[len(prefix):]: options[name[len(prefix):]].from_flat(value)
+              for name, value in changes.items() if name.startswith(prefix)}
+    return dataclasses.replace(section, **values)
 
 
 def ignored_parameters(values: Mapping[str, Any]) -> list[str]:
@@ -239,7 +249,8 @@ def parameters_yaml() -> str:
     """The text of config/segzero.yaml: every parameter at its default, described."""
     lines = [
         "# Parameters of the segzero perception node, at their defaults. GENERATED from the config classes",
-        "# (segzero_ros/config.py, segzero_ros/scheduler.py, segzero_ros/ros/params.py) by",
+        "# (segzero_ros/config.py, segzero_ros/scheduler.py, segzero_ros/ros/params.py,",
+        "# segzero_ros/tracking/config.py) by",
         "# `python -m segzero_ros.ros.params --write`; edit those, not this file. Copy it to make your own.",
         "# `ros2 param describe /segzero <name>` shows the same on a running node. \"read at configure\"",
         "# parameters take effect on the next configure; \"changes live\" ones at once.",
@@ -305,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["NODE_PARAMETERS", "SPECS_BY_NAME", "NodeConfig", "NodeSettings", "ParamSpec", "SpatialConfig",
+           "TrackingConfig",
            "ignored_parameters", "node_parameters", "parameter_problems", "parameters_markdown", "parameters_yaml",
            "settings_from_parameters", "specs_by_name", "validate_value", "with_live_changes"]
 

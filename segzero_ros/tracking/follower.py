@@ -43,7 +43,10 @@ class TrackUpdate:
     box: Box | None
     """Bounding box of the mask (None when nothing is present)."""
     state: TrackState
+    convert_s: float
+    """Turning the caller's frame into RGB (0 for the commanded frame, which comes as RGB)."""
     track_s: float
+    """The tracker's call on this frame."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,12 @@ class _Target:
 class TrackFollower:
     def __init__(self, build: Callable[[], Tracker], convert: Callable[[Any], np.ndarray],
                  publish: Callable[[TrackUpdate], None], *, max_rate_hz: float = 10.0, lost_after_s: float = 2.0,
+                 on_failed: Callable[[FollowStatus], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`convert` (raising ValueError for an unusable frame), `publish` and `on_failed` (the track ended:
+        an unusable frame, a size change or a model error) are called on the follower's thread."""
         self._build, self._convert, self._publish, self._clock = build, convert, publish, clock
+        self._on_failed = on_failed
         self.max_rate_hz, self.lost_after_s = max_rate_hz, lost_after_s
         self._condition = threading.Condition()
         self._target: _Target | None = None
@@ -151,37 +158,53 @@ class TrackFollower:
                             self._condition.wait(wait)
                             continue
                         frame, self._frame = self._frame, None
-                if tracker is None:
-                    tracker = self._build()
-                started = self._clock()
-                if target is not None:
-                    tracked = tracker.start(target.rgb, target.box, target.points)
-                    with self._condition:
-                        if generation != self._generation:
-                            continue  # stopped or replaced while this target was being started
-                        self._stopped, self._command_id, self._error = False, target.command_id, ""
-                        self._last_present = started
-                    self._emit(target.frame, tracked, started)
-                elif frame is not None:
-                    try:
-                        rgb = self._convert(frame)
-                        tracked = tracker.track(rgb)
-                    except ValueError as exc:  # an unusable frame or a size change: the track ends clearly
-                        with self._condition:
-                            self._stopped, self._state, self._error = True, TrackState.FAILED, str(exc)
+                try:
+                    if tracker is None:
+                        tracker = self._build()
+                    started = self._clock()
+                    if target is not None:
+                        self._start(tracker, target, generation, started)
+                    elif frame is not None:
+                        try:
+                            rgb = self._convert(frame)
+                        except ValueError as exc:  # an unusable frame: the track ends clearly
+                            tracker.reset()
+                            self._fail(str(exc), generation)
+                            continue
+                        converted = self._clock()
+                        last_track = started
+                        self._emit(frame, tracker.track(rgb), converted - started, self._clock() - converted)
+                except Exception as exc:  # a size change or a model failure ends this track, never the process
+                    if not isinstance(exc, ValueError):
+                        LOG.exception("tracking failed")
+                    if tracker is not None:
                         tracker.reset()
-                        continue
-                    last_track = started
-                    self._emit(frame, tracked, started)
-        except Exception as exc:  # a model failure ends tracking, never the process
-            LOG.exception("tracking failed")
-            with self._condition:
-                self._stopped, self._state, self._error = True, TrackState.FAILED, f"{type(exc).__name__}: {exc}"
+                    self._fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc),
+                               generation, target.command_id if target is not None else None)
         finally:
             if tracker is not None:
                 tracker.close()
 
-    def _emit(self, frame: Any, tracked: TrackedMask, started: float) -> None:
+    def _start(self, tracker: Tracker, target: _Target, generation: int, started: float) -> None:
+        tracked = tracker.start(target.rgb, target.box, target.points)
+        with self._condition:
+            if generation != self._generation:
+                return  # stopped or replaced while this target was being started
+            self._stopped, self._command_id, self._error = False, target.command_id, ""
+            self._last_present = started
+        self._emit(target.frame, tracked, 0.0, self._clock() - started)
+
+    def _fail(self, error: str, generation: int, command_id: str | None = None) -> None:
+        with self._condition:
+            if generation != self._generation:
+                return  # a new target or stop() came meanwhile: this failure no longer concerns anyone
+            self._stopped, self._state, self._error = True, TrackState.FAILED, error
+            self._command_id = command_id if command_id is not None else self._command_id
+            status = FollowStatus(self._state, self._command_id, self._tracked, self._dropped, error)
+        if self._on_failed is not None:
+            self._on_failed(status)
+
+    def _emit(self, frame: Any, tracked: TrackedMask, convert_s: float, track_s: float) -> None:
         now = self._clock()
         with self._condition:
             if self._stopped:
@@ -191,5 +214,5 @@ class TrackFollower:
             self._state = TrackState.TRACKING if now - self._last_present <= self.lost_after_s else TrackState.LOST
             self._tracked += 1
             update = TrackUpdate(self._command_id, frame, tracked, mask_box(tracked.mask) if tracked.present else None,
-                                 self._state, now - started)
+                                 self._state, convert_s, track_s)
         self._publish(update)

@@ -49,3 +49,17 @@ def node_factory(harness: Any) -> Iterator[Callable[..., Any]]:
         harness.executor.remove_node(node)
         node.release()
         node.destroy_node()
+
+
+@pytest.fixture(autouse=True)
+def executor_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test during which a callback raised on the module's spinning thread, with its traceback."""
+    if "harness" not in request.fixturenames:
+        yield
+        return
+    harness = request.getfixturevalue("harness")
+    before = len(harness.errors)
+    yield
+    raised = harness.errors[before:]
+    if raised:
+        pytest.fail("a callback raised on the test executor's thread:\n" + "\n".join(raised), pytrace=False)

@@ -8,7 +8,6 @@ BEFORE anything imports rclpy.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import socket
@@ -95,14 +94,27 @@ class RosHarness:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.client = rclpy.create_node(name, context=self.context)
         self.executor.add_node(self.client)
+        self.errors: list[str] = []
+        """Tracebacks of callbacks that raised on the spinning thread."""
         self._thread = threading.Thread(target=self._spin, name="test-executor", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
+        """Spin until shutdown. A callback that raises is recorded (the `executor_errors` fixture fails the
+        test it happened in, with the traceback) and spinning goes on, so one broken callback cannot silently
+        starve every later test of the module."""
+        import traceback
 
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+        from rclpy.executors import ExternalShutdownException, ShutdownException
+
+        while self.context.ok():
+            try:
+                self.executor.spin()
+                return
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception:
+                self.errors.append(traceback.format_exc())
 
     def subscribe(self, msg_type: Any, topic: str, qos: Any = 10) -> Inbox:
         inbox = Inbox(topic)

@@ -1,0 +1,199 @@
+"""The node's tracking between commands: ROS glue over :class:`segzero_ros.tracking.follower.TrackFollower`.
+
+With tracking.enabled, each successful command's (first) object is followed on every new camera frame by a
+SAM2 tracker on a worker thread of its own (the reasoner keeps its own worker: reasoning never stalls
+tracking). Per tracked frame: a TrackedObject on ~/tracked and the mask on ~/mask. The newest frame wins:
+frames that arrive while the tracker is busy (or faster than tracking.max_rate_hz) replace the waiting one
+and are counted as dropped. ~/stop_tracking (std_srvs/Trigger) stops following; the next successful command
+starts again. The track state is on ~/status. With tracking.reacquire 'reason', a lost track (or one ended by
+an unusable frame) re-runs its command on the newest frame, once per loss.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from segzero_ros.config import SegmenterConfig
+from segzero_ros.msg import TrackedObject
+from segzero_ros.ros.image_conversion import mask_to_image
+from segzero_ros.scheduler import Answer
+from segzero_ros.tiny import tiny_pipeline_config
+from segzero_ros.tracking import build_tracker
+from segzero_ros.tracking.config import TrackingConfig
+from segzero_ros.tracking.follower import FollowStatus, TrackFollower, TrackState, TrackUpdate
+
+TRACKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+"""Reliable but shallow: a slow subscriber gets recent frames, never a backlog."""
+KEPT_COMMANDS = 4
+"""Texts of the latest tracked commands kept (a frame of the previous track may still be publishing)."""
+
+
+class TrackingOutputs:
+    """Owns one node's follower, ~/tracked and ~/stop_tracking. `offer` runs on the executor thread,
+    `follow` on the scheduler's worker, publishing on the follower's thread."""
+
+    def __init__(self, node: Node, mask_publisher: Any, convert: Callable[[Any], np.ndarray],
+                 reacquire: Callable[[str], str], on_change: Callable[[], None]) -> None:
+        """`convert`: camera message → RGB; `reacquire(command)` submits a command and returns its id;
+        `on_change` publishes the node's status (the track state changed)."""
+        self._node, self._mask_pub, self._convert, self._reacquire = node, mask_publisher, convert, reacquire
+        self._on_change = on_change
+        self._state = TrackState.IDLE
+        self._config = TrackingConfig()
+        self._follower: TrackFollower | None = None
+        self._lock = threading.Lock()
+        self._commands: dict[str, str] = {}
+        """command_id → text of the commands whose results started tracks (for ~/tracked and reacquire)."""
+        self._lost_reported = False
+        self._tracked_pub = node.create_publisher(TrackedObject, "~/tracked", TRACKED_QOS)
+        self._stop_srv = node.create_service(Trigger, "~/stop_tracking", self._on_stop)
+
+    @property
+    def config(self) -> TrackingConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: TrackingConfig) -> None:
+        """Live changes (rate, lost time, reacquire) apply from the next frame."""
+        self._config = config
+        follower = self._follower
+        if follower is not None:
+            follower.max_rate_hz, follower.lost_after_s = config.max_rate_hz, config.lost_after_s
+
+    def start(self, config: TrackingConfig, segmenter: SegmenterConfig, tiny: bool = False) -> None:
+        """At activate: a follower whose tracker is built from the segmenter's config on first use (on the
+        follower's thread, so activation never waits for a model load)."""
+        self._config = config
+        if not config.enabled or self._follower is not None:
+            return
+        segmenter = tiny_pipeline_config().segmenter if tiny else segmenter
+        options = config.tracker_options()
+        self._follower = TrackFollower(lambda: build_tracker(segmenter, **options), self._frame_rgb, self._publish,
+                                       max_rate_hz=config.max_rate_hz, lost_after_s=config.lost_after_s,
+                                       on_failed=self._on_failed)
+        self._node.get_logger().info(f"tracking on: each command's object is followed ({segmenter.backend} tracker)")
+
+    def stop(self) -> None:
+        """At deactivate/shutdown: stop following and free the tracker (waits for a frame in progress)."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
+            follower.close()
+
+    def offer(self, msg: Any, problem: str | None) -> None:
+        """A camera frame (an unusable one carries its problem: it ends the track with that reason)."""
+        follower = self._follower
+        if follower is not None:
+            follower.offer((msg.header, msg, problem))
+
+    def follow(self, answer: Answer, header: Any) -> None:
+        """A command's result: a successful one replaces the target; a failed one leaves the track alone."""
+        follower, result = self._follower, answer.result
+        if follower is None or not result.ok or answer.rgb is None or not result.objects:
+            return
+        first = result.objects[0]
+        command_id = answer.job.command_id
+        with self._lock:
+            self._commands[command_id] = answer.job.command
+            while len(self._commands) > KEPT_COMMANDS:
+                del self._commands[next(iter(self._commands))]
+            self._lost_reported = False
+        follower.follow(command_id, answer.rgb, first.box, first.points, frame=(header, None, None))
+
+    def fill_status(self, msg: Any) -> Any:
+        follower = self._follower
+        if follower is None:
+            msg.tracking_state = "disabled" if not self._config.enabled else TrackState.IDLE.value
+            return msg
+        status = follower.status()
+        msg.tracking_state, msg.tracking_command_id = status.state.value, status.command_id
+        msg.frames_tracked, msg.frames_dropped, msg.tracking_error = (status.frames_tracked, status.frames_dropped,
+                                                                      status.error)
+        return msg
+
+    # ------------------------------------------------------------------ follower callbacks (its thread)
+
+    def _frame_rgb(self, frame: tuple[Any, Any, str | None]) -> np.ndarray:
+        _, msg, problem = frame
+        if problem is not None:
+            raise ValueError(f"unusable camera frame: {problem}")
+        return self._convert(msg)
+
+    def _publish(self, update: TrackUpdate) -> None:
+        header = update.frame[0]
+        tracked = update.tracked
+        msg = TrackedObject(header=header, command_id=update.command_id, state=update.state.value,
+                            present=tracked.present, score=float(tracked.score))
+        with self._lock:
+            msg.command = self._commands.get(update.command_id, "")
+            lost_now = update.state is TrackState.LOST and not self._lost_reported
+            self._lost_reported = self._lost_reported or lost_now
+            changed, self._state = update.state is not self._state, update.state
+        if update.box is not None:
+            msg.has_box, msg.box = True, [update.box.x1, update.box.y1, update.box.x2, update.box.y2]
+        if tracked.present:
+            msg.mask = mask_to_image(tracked.mask, header)
+            msg.mask_pixels = int(np.count_nonzero(tracked.mask))
+        follower = self._follower
+        msg.frames_since_command = tracked.frame_index
+        msg.frames_dropped = follower.status().frames_dropped if follower is not None else 0
+        msg.convert_ms, msg.track_ms = update.convert_s * 1e3, update.track_s * 1e3
+        msg.latency_ms = self._latency_ms(header)
+        self._send(self._tracked_pub, msg)
+        if tracked.present and self._mask_pub.get_subscription_count() > 0:
+            self._send(self._mask_pub, msg.mask)
+        if changed:
+            self._on_change()
+        if lost_now:
+            self._reacquire_after(f"lost for {self._config.lost_after_s:g} s", update.command_id)
+
+    def _on_failed(self, status: FollowStatus) -> None:
+        self._node.get_logger().warning(f"tracking [{status.command_id}] ended: {status.error}")
+        with self._lock:
+            self._state = status.state
+        self._on_change()
+        self._reacquire_after(status.error, status.command_id)
+
+    def _reacquire_after(self, why: str, command_id: str) -> None:
+        with self._lock:
+            command = self._commands.get(command_id)
+        if self._config.reacquire != "reason" or not command:
+            return
+        new_id = self._reacquire(command)
+        self._node.get_logger().info(f"tracking [{command_id}] {why}: re-running {command!r} as [{new_id}]")
+
+    def _latency_ms(self, header: Any) -> float:
+        stamp = header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:
+            return -1.0
+        now = self._node.get_clock().now().nanoseconds
+        return float(now - (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))) / 1e6
+
+    def _send(self, publisher: Any, msg: Any) -> None:
+        try:
+            publisher.publish(msg)
+        except Exception as exc:  # only when the context is already shut down (process exit)
+            self._node.get_logger().debug(f"not published on {publisher.topic_name}: {exc!r}")
+
+    def _on_stop(self, request: Any, response: Any) -> Any:
+        follower = self._follower
+        if follower is None:
+            response.success, response.message = False, ("tracking is disabled (tracking.enabled false)"
+                                                         if not self._config.enabled else "the node is not active")
+            return response
+        status = follower.status()
+        stopped = follower.stop()
+        response.success = stopped
+        response.message = (f"stopped tracking [{status.command_id}] after {status.frames_tracked} frames"
+                            if stopped else "nothing was being tracked")
+        return response
+
+
+__all__ = ["TRACKED_QOS", "TrackingOutputs"]
