@@ -9,6 +9,10 @@ dropped by design; this shows how many).
 
 Targets for a long run: 0 lost commands and RSS growth < 5 % after warm-up.
 
+`--tracking` turns on tracking.enabled: between commands the node follows each result's object on the
+camera frames (a second SAM2 on its own worker), and the report adds frames tracked / dropped by the
+tracker, the per-frame tracking time and the track state at the end.
+
 Transport: by default both processes use a Fast DDS profile with a 32 MiB shared-memory segment. With Fast
 DDS's default 512 KiB segment, best-effort 640×480 rgb8 frames (900 KiB, larger than the segment) between two
 processes are almost all lost on this machine (docs/reliability.md); `--shm-segment-mib 0` keeps the
@@ -110,6 +114,12 @@ class SoakReport:
     node_status: dict[str, Any] = field(default_factory=dict)
     node_exit_code: int | None = None
     node_log: Path | None = None
+    tracking: bool = False
+    tracked_messages: int = 0
+    """TrackedObject messages received on ~/tracked."""
+    tracked_commands: int = 0
+    """Distinct commands whose objects were tracked (each successful result restarts the track)."""
+    track_ms: list[float] = field(default_factory=list)
 
     @property
     def dropped_frames(self) -> int:
@@ -120,7 +130,7 @@ class SoakReport:
         return 100.0 * (self.rss_end_mib - self.rss_after_warmup_mib) / self.rss_after_warmup_mib
 
 
-def node_command(max_new_tokens: int) -> list[str]:
+def node_command(max_new_tokens: int, tracking: bool = False) -> list[str]:
     """The node's command line: the real entry point, the tiny models, the soak camera topic."""
     from segzero_ros.tiny import tiny_pipeline_config
 
@@ -129,6 +139,7 @@ def node_command(max_new_tokens: int) -> list[str]:
         "reasoner.model": config.reasoner.model, "reasoner.device": "cpu", "reasoner.max_new_tokens": max_new_tokens,
         "segmenter.config": config.segmenter.config, "segmenter.checkpoint": config.segmenter.checkpoint,
         "segmenter.image_size": config.segmenter.image_size, "segmenter.device": "cpu",
+        "tracking.enabled": "true" if tracking else "false",
     }
     command = [sys.executable, "-m", "segzero_ros.ros.main", "--ros-args", "-r", f"image:={CAMERA_TOPIC}"]
     for name, value in overrides.items():
@@ -151,7 +162,8 @@ def camera_frames(count: int = 4) -> list[Any]:
 
 
 def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new_tokens: int = 128,
-             shm_segment_mib: int = 32, log_dir: Path | None = None, progress: bool = True) -> SoakReport:
+             shm_segment_mib: int = 32, log_dir: Path | None = None, progress: bool = True,
+             tracking: bool = False) -> SoakReport:
     """Run the node under load for duration_s and measure it; see the module docstring.
 
     Call it in a fresh process: Fast DDS reads its profile once per process, before the first participant.
@@ -168,14 +180,15 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from segzero_ros.testing.collect import Collector
     from segzero_ros.testing.node_client import NodeClient, wait_until
 
-    report = SoakReport(duration_s=duration_s, warmup_s=warmup_s, shm_segment_mib=shm_segment_mib)
+    report = SoakReport(duration_s=duration_s, warmup_s=warmup_s, shm_segment_mib=shm_segment_mib, tracking=tracking)
     report.node_log = log_dir / "segzero_node.log"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with report.node_log.open("wb") as log:
-        process = subprocess.Popen(node_command(max_new_tokens), stdout=log,
+        process = subprocess.Popen(node_command(max_new_tokens, tracking), stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
 
     context = rclpy.Context()
@@ -184,6 +197,13 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
     client_node = rclpy.create_node("segzero_soak_client", context=context)
     executor.add_node(client_node)
     client = NodeClient(client_node, image_topic=CAMERA_TOPIC)
+    tracked = Collector("/segzero/tracked")
+    if tracking:
+        from segzero_ros.msg import TrackedObject
+
+        from segzero_ros.ros.client import TRACKED_QOS
+
+        client_node.create_subscription(TrackedObject, "/segzero/tracked", tracked, TRACKED_QOS)
 
     def spin() -> None:
         with contextlib.suppress(ExternalShutdownException):
@@ -252,6 +272,10 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
             report.rss_after_warmup_mib, report.rss_after_warmup_at_s = report.rss_start_mib, 0.0
     finally:
         _collect(report, client, sent_at)
+        messages = tracked.messages
+        report.tracked_messages = len(messages)
+        report.tracked_commands = len({m.command_id for m in messages})
+        report.track_ms = [float(m.track_ms) for m in messages]
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
@@ -298,7 +322,8 @@ def _collect(report: SoakReport, client: Any, sent_at: dict[str, float]) -> None
         report.frames_taken_by_node = int(status.images_received)
         report.node_status = {name: getattr(status, name) for name in (
             "commands_received", "results_succeeded", "results_failed", "commands_timed_out", "images_received",
-            "images_unusable", "lifecycle_state", "stuck")}
+            "images_unusable", "lifecycle_state", "stuck", "tracking_state", "frames_tracked", "frames_dropped",
+            "tracking_error")}
 
 
 def format_report(report: SoakReport) -> str:
@@ -331,6 +356,13 @@ def format_report(report: SoakReport) -> str:
         f"node status at the end {report.node_status}",
         f"node exit code         {report.node_exit_code}",
     ]
+    if report.tracking:
+        status = report.node_status
+        lines.insert(-2, f"tracking               {report.tracked_messages} tracked frames received for "
+                         f"{report.tracked_commands} commands; node: tracked {status.get('frames_tracked')}, "
+                         f"dropped {status.get('frames_dropped')} (newest frame wins), state "
+                         f"{status.get('tracking_state')}; track p50 {percentile(report.track_ms, 0.5):.0f} ms, "
+                         f"p99 {percentile(report.track_ms, 0.99):.0f} ms")
     if report.latencies_s:
         lines.insert(8, f"latency (client) mean  {1e3 * statistics.fmean(report.latencies_s):.0f} ms")
     return "\n".join(lines)
@@ -346,6 +378,7 @@ def main() -> int:
     parser.add_argument("--shm-segment-mib", type=int, default=32,
                         help="Fast DDS shared-memory segment for both processes; 0 = Fast DDS defaults")
     parser.add_argument("--json", type=Path, help="also write the report to this JSON file")
+    parser.add_argument("--tracking", action="store_true", help="tracking.enabled on the node (see above)")
     args = parser.parse_args()
     others = non_loopback_interfaces()
     if others:
@@ -359,17 +392,18 @@ def main() -> int:
     duration_s = 60.0 * args.minutes
     warmup_s = 60.0 * args.warmup_minutes if args.warmup_minutes is not None else min(60.0, 0.1 * duration_s)
     report = run_soak(duration_s, warmup_s, domain_id=args.domain_id, max_new_tokens=args.max_new_tokens,
-                      shm_segment_mib=args.shm_segment_mib)
+                      shm_segment_mib=args.shm_segment_mib, tracking=args.tracking)
     print()
     print(format_report(report))
     if args.json is not None:
         summary = {item.name: getattr(report, item.name) for item in dataclasses.fields(report)
-                   if item.name not in ("latencies_s", "node_latencies_s")}
+                   if item.name not in ("latencies_s", "node_latencies_s", "track_ms")}
         summary.update(outcomes=dict(report.outcomes), node_log=str(report.node_log),
                        dropped_frames=report.dropped_frames,
                        rss_growth_after_warmup_pct=report.rss_growth_after_warmup_pct,
                        latency_p50_s=percentile(report.latencies_s, 0.5),
-                       latency_p99_s=percentile(report.latencies_s, 0.99))
+                       latency_p99_s=percentile(report.latencies_s, 0.99),
+                       track_p50_ms=percentile(report.track_ms, 0.5))
         args.json.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     healthy = not report.lost_commands and not report.duplicated_commands and report.node_exit_code == 0
     return 0 if healthy else 1

@@ -8,6 +8,9 @@
     else:
         print(result.error_kind, result.error)        # not_ready, no_image, timeout, ...
 
+With tracking.enabled on the node, `on_tracked` hears the followed object on every tracked frame
+(TrackedObject on ~/tracked) and `stop_tracking()` stops following it.
+
 `segment` calls the node's ~/segment service, so it waits for exactly this command's result (the node
 always answers, with an explicit error when it cannot segment). `send` publishes on ~/command and returns at
 once; results then arrive on ~/result (pass `on_result` to hear them). While waiting, the client spins `node`
@@ -27,8 +30,9 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
-from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus, TrackedObject
 from segzero_ros.ros.image_conversion import array_to_image
 from segzero_ros.srv import Segment
 
@@ -38,6 +42,7 @@ RESULTS_QOS = COMMANDS_QOS
 STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """The node's status is latched: a new client gets the latest one at once."""
+TRACKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class SegZeroClient:
@@ -45,7 +50,8 @@ class SegZeroClient:
 
     def __init__(self, node: Node, *, node_name: str = "/segzero", spin: bool = True,
                  on_result: Callable[[Any], None] | None = None,
-                 on_status: Callable[[Any], None] | None = None) -> None:
+                 on_status: Callable[[Any], None] | None = None,
+                 on_tracked: Callable[[Any], None] | None = None) -> None:
         self.node = node
         self.node_name = node_name.rstrip("/")
         self._spin = spin
@@ -53,12 +59,16 @@ class SegZeroClient:
         self._status: Any = None
         self._status_arrived = threading.Condition()
         self._segment: Any = node.create_client(Segment, f"{self.node_name}/segment")
+        self._stop_tracking: Any = node.create_client(Trigger, f"{self.node_name}/stop_tracking")
         self.commands = node.create_publisher(String, f"{self.node_name}/command", COMMANDS_QOS)
         self._subscriptions = [node.create_subscription(SegZeroStatus, f"{self.node_name}/status",
                                                         self._record_status, STATUS_QOS)]
         if on_result is not None:
             self._subscriptions.append(node.create_subscription(
                 ReasoningSegmentation, f"{self.node_name}/result", on_result, RESULTS_QOS))
+        if on_tracked is not None:
+            self._subscriptions.append(node.create_subscription(
+                TrackedObject, f"{self.node_name}/tracked", on_tracked, TRACKED_QOS))
 
     def segment(self, command: str, image: Any = None, *, command_id: str = "",
                 timeout_s: float = 120.0) -> Any:
@@ -81,6 +91,18 @@ class SegZeroClient:
     def send(self, command: str) -> None:
         """Publish a command on ~/command and return at once; its one result comes on ~/result."""
         self.commands.publish(String(data=command))
+
+    def stop_tracking(self, timeout_s: float = 10.0) -> tuple[bool, str]:
+        """Stop following the object (tracking.enabled): (True, what was stopped) or (False, why not)."""
+        deadline = time.monotonic() + timeout_s
+        if not self._stop_tracking.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"{self.node_name}/stop_tracking is not available after {timeout_s:g} s")
+        future = self._stop_tracking.call_async(Trigger.Request())
+        self._wait(future.done, max(0.0, deadline - time.monotonic()), future)
+        if not future.done():
+            raise TimeoutError(f"{self.node_name}/stop_tracking did not answer within {timeout_s:g} s")
+        response: Any = future.result()
+        return bool(response.success), str(response.message)
 
     def latest_status(self) -> Any:
         """The node's latest SegZeroStatus, or None before the first one arrived."""

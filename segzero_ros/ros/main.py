@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import traceback
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -27,7 +28,12 @@ def main(args: list[str] | None = None) -> int:
         while True:
             # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a
             # second even when nothing arrives.
-            executor.spin_once(timeout_sec=0.25)
+            try:
+                executor.spin_once(timeout_sec=0.25)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception:  # one callback's bug must not take the robot's perception down
+                node.get_logger().error(f"a callback raised; the node goes on:\n{traceback.format_exc()}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -28,6 +28,7 @@ from segzero_ros.backends import register_reasoner  # noqa: E402
 from segzero_ros.config import ReasonerConfig  # noqa: E402
 from segzero_ros.core.geometry import Box, Point  # noqa: E402
 from segzero_ros.reasoning.scripted import ScriptedReasoner  # noqa: E402
+from segzero_ros.ros.client import SegZeroClient  # noqa: E402
 from segzero_ros.tracking import build_tracker  # noqa: E402
 from tests.test_tracking import moving_disc  # noqa: E402
 
@@ -62,6 +63,7 @@ class Wiring:
         self.masks = harness.subscribe(Image, "/segzero/mask", 100)
         self.status = harness.subscribe(SegZeroStatus, "/segzero/status", STATUS_QOS)
         self.stop: Any = harness.client.create_client(Trigger, "/segzero/stop_tracking")
+        self.planner = SegZeroClient(harness.client, spin=False)  # the public client's tracking verb
         self._subscriptions = list(harness.client.subscriptions)
 
     def connect(self) -> None:
@@ -178,11 +180,10 @@ def test_the_node_follows_the_commanded_object_frame_by_frame_exactly_as_the_tra
     assert status.tracking_state in ("tracking", "lost") and status.tracking_command_id == result.command_id
     assert (status.frames_dropped, status.tracking_error) == (0, "")
 
-    stopped = wiring.stop_tracking()
-    assert stopped.success and stopped.message == f"stopped tracking [{result.command_id}] after {len(frames)} frames"
+    stopped = wiring.planner.stop_tracking()
+    assert stopped == (True, f"stopped tracking [{result.command_id}] after {len(frames)} frames")
     wiring.status.wait_for(lambda m: m.tracking_state == "idle")
-    again = wiring.stop_tracking()
-    assert (again.success, again.message) == (False, "nothing was being tracked")
+    assert wiring.planner.stop_tracking() == (False, "nothing was being tracked")
 
 
 def test_unusable_frames_and_size_changes_end_the_track_clearly_and_reacquire_reruns_the_command(make_node, wiring):
