@@ -25,6 +25,7 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "compressed_input": ("compressed_input",),
     "max_image_age_s": ("max_image_age_s",),
     "spatial": ("spatial.enabled",),
+    "tracking": ("tracking.enabled",),
     "tiny": ("tiny",),
 }
 """Launch argument → node parameter(s) it overrides when not empty."""
@@ -52,6 +53,7 @@ ARGUMENT_HELP = {
     "max_image_age_s": "newest image must be at most this old when a command arrives; 0 = any age",
     "tiny": "true: the tiny offline models (no weights needed; masks and reasoning are MEANINGLESS)",
     "spatial": "true: also place each result in 3D from the aligned depth image (topics depth, depth_camera_info)",
+    "tracking": "true: keep tracking each result's object on every new frame (~/tracked, ~/mask)",
     "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
     "depth_camera_info": "CameraInfo of the depth topic",
 }
@@ -65,7 +67,7 @@ def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
         if not text:
             continue
         value: Any = text
-        if argument in ("autostart", "compressed_input", "spatial", "tiny"):
+        if argument in ("autostart", "compressed_input", "spatial", "tracking", "tiny"):
             if text.lower() not in ("true", "false"):
                 raise ValueError(f"launch argument {argument} must be true or false, got {text!r}")
             value = text.lower() == "true"
