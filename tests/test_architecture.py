@@ -94,7 +94,7 @@ def test_no_import_cycle_between_the_parts_of_the_package():
     ("data", {"core", "errors", "files", "images"}),
     ("reasoning", {"core", "config", "options", "errors", "devices", "files"}),
     ("pipeline", {"core", "errors", "reasoning", "segmentation"}),
-    ("tracking", {"core", "config", "options", "errors", "devices", "files", "segmentation"}),
+    ("tracking", {"core", "config", "options", "errors", "devices", "files", "segmentation", "export"}),
 ])
 def test_layers_import_only_what_is_below_them(part, allowed):
     assert dependency_graph().get(part, set()) <= allowed

@@ -4,8 +4,6 @@ in onnxruntime; the graph passes the TensorRT allow-list check."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -23,23 +21,21 @@ def video_model(tiny_sam2):
     return model.eval()
 
 
-def sam2_memory_attention(model, inputs):
-    current, current_pos, frames, frames_pos, pointers, pointers_pos = inputs
-    return model.memory_attention(curr=current, memory=torch.cat([frames, pointers]), curr_pos=current_pos,
-                                  memory_pos=torch.cat([frames_pos, pointers_pos]),
-                                  num_obj_ptr_tokens=pointers.shape[0])
-
-
-@pytest.mark.parametrize(("frames", "pointer_tokens"), [(1, 4), (3, 16), (7, 64)])
-def test_real_valued_rope_equals_sams_complex_rope(video_model, frames, pointer_tokens):
+@pytest.mark.parametrize(("frames", "pointers"), [(1, 1), (3, 4), (7, 16)])
+def test_real_valued_rope_equals_sams_complex_rope(video_model, frames, pointers):
     from sam2.modeling.sam.transformer import RoPEAttention
 
-    from segzero_ros.export.memory_graphs import RealRoPEAttention, Sam2MemoryAttentionGraph, memory_attention_example
+    from segzero_ros.export.tracking_graphs import (
+        RealRoPEAttention,
+        Sam2MemoryAttentionGraph,
+        memory_attention_example,
+        sam2_memory_conditioned,
+    )
 
-    graph = Sam2MemoryAttentionGraph(video_model).eval()
-    inputs = memory_attention_example(video_model, frames, pointer_tokens)
+    graph = Sam2MemoryAttentionGraph(video_model, max_pointers=16).eval()
+    inputs = memory_attention_example(video_model, frames, pointers)
     with torch.no_grad():
-        expected, got = sam2_memory_attention(video_model, inputs), graph(*inputs)
+        expected, got = sam2_memory_conditioned(video_model, inputs, 16), graph(*inputs)
     assert got.shape == expected.shape == inputs[0].shape
     assert float((got - expected).abs().max()) <= 1e-6  # measured: 0 (bit-identical) on this CPU
     # Not a trivial pass: every layer's attentions are the real-valued ones, the model's own are untouched.
@@ -50,25 +46,87 @@ def test_real_valued_rope_equals_sams_complex_rope(video_model, frames, pointer_
     assert float(expected.std()) > 0.1
 
 
-def test_memory_attention_graph_in_onnxruntime_with_dynamic_memory_sizes(video_model, tmp_path: Path):
+SHARED_CACHE = "segzero-onnx-cache"  # the tiny export test_onnx_export / test_onnx_backend build
+
+
+@pytest.fixture(scope="module")
+def onnx_tracker(tmp_path_factory, tiny_sam2):
+    """build_tracker on an onnxruntime config whose export lacks the tracking graphs: they are added."""
+    from segzero_ros.export.onnx_export import ensure_onnx_export
+    from segzero_ros.segmentation.manifest import load_manifest
+    from segzero_ros.tracking import build_tracker
+
+    folder = ensure_onnx_export(tiny_sam2.segmenter_config(), "fp16",
+                                cache_root=tmp_path_factory.getbasetemp() / SHARED_CACHE)
+    built = build_tracker(tiny_sam2.segmenter_config(backend="onnxruntime", onnx_dir=str(folder), cpu_threads=1))
+    tracking = load_manifest(folder).tracking
+    assert tracking is not None and set(tracking.graphs) == {
+        "memory_attention", "prompted_heads", "tracking_heads", "prompted_memory", "memory"}
+    assert all((folder / spec.file).is_file() for spec in tracking.graphs.values())
+    yield built
+    built.close()
+
+
+def test_onnxruntime_tracker_equals_the_torch_tracker(onnx_tracker, tiny_sam2):
+    """Same frames, same prompt: per-frame low-res logits within 1e-4, masks IoU ≥ 0.999, same presence."""
+    from segzero_ros.tracking import build_tracker
+    from tests.test_tracking import BOX, POINTS, moving_disc
+
+    frames = moving_disc(24)
+    reference = build_tracker(tiny_sam2.segmenter_config())
+    try:
+        pairs = [(reference.start(frames[0], BOX, POINTS), onnx_tracker.start(frames[0], BOX, POINTS))]
+        worst = float(np.abs(onnx_tracker.low_res_logits() - reference.low_res_logits().numpy()).max())
+        for frame in frames[1:]:
+            pairs.append((reference.track(frame), onnx_tracker.track(frame)))
+            worst = max(worst, float(np.abs(onnx_tracker.low_res_logits() - reference.low_res_logits().numpy()).max()))
+    finally:
+        reference.close()
+    print(f"max |Δ low-res logits| over {len(frames)} frames: {worst:.2e}")
+    assert worst <= 1e-4
+    for want, got in pairs:
+        assert (got.present, got.frame_index) == (want.present, want.frame_index)
+        assert got.score == pytest.approx(want.score, abs=1e-4)
+        union = np.logical_or(want.mask, got.mask).sum()
+        assert union == 0 or np.logical_and(want.mask, got.mask).sum() / union >= 0.999
+    assert sum(want.present for want, _ in pairs) > 0
+
+
+def test_onnxruntime_tracker_memory_stays_bounded(onnx_tracker):
+    from segzero_ros.core.geometry import Box
+    from tests.test_tracking import BOX, POINTS, moving_disc
+
+    frames = moving_disc(6)
+    onnx_tracker.start(frames[0], BOX, POINTS)
+    stored = []
+    for index in range(1, 25):
+        onnx_tracker.track(frames[index % len(frames)])
+        stored.append(onnx_tracker.stored_frames)
+    assert max(stored) == stored[-1] <= 1 + 16 and stored.index(max(stored)) < 20
+    with pytest.raises(ValueError, match="reset and start again"):
+        onnx_tracker.track(np.zeros((60, 80, 3), np.uint8))
+    onnx_tracker.reset()
+    assert onnx_tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ()).mask.shape == (60, 80)
+
+
+def test_memory_attention_graph_takes_every_memory_size_and_passes_the_tensorrt_checks(onnx_tracker, video_model):
     import onnxruntime
 
     from segzero_ros.export.graph_check import check_exported_graph
-    from segzero_ros.export.memory_graphs import (
+    from segzero_ros.export.tracking_graphs import (
         MEMORY_ATTENTION_INPUTS,
-        export_memory_attention,
         memory_attention_example,
+        sam2_memory_conditioned,
     )
 
-    path = tmp_path / "memory_attention.onnx"
-    export_memory_attention(video_model, path)
-    report = check_exported_graph(path)  # onnx.checker, strict shape inference, TensorRT allow-list
-    assert report.operators.get("MatMul", 0) > 0 and "Softmax" in report.operators
+    folder = onnx_tracker.folder
+    for role in ("memory_attention", "prompted_heads", "tracking_heads", "prompted_memory", "memory"):
+        check_exported_graph(folder / onnx_tracker.manifest.tracking.graphs[role].file)  # TensorRT allow-list too
+    path = folder / onnx_tracker.manifest.tracking.graphs["memory_attention"].file
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for frames, pointer_tokens in [(1, 4), (2, 8), (5, 20), (7, 64)]:  # one graph, every memory size
-        inputs = memory_attention_example(video_model, frames, pointer_tokens, seed=frames)
+    for frames, pointers in [(1, 1), (2, 3), (5, 9), (7, 16)]:  # one graph, every memory size
+        inputs = memory_attention_example(video_model, frames, pointers, seed=frames)
         with torch.no_grad():
-            expected = sam2_memory_attention(video_model, inputs).numpy()
+            expected = sam2_memory_conditioned(video_model, inputs, 16).numpy()
         (got,) = session.run(None, {name: t.numpy() for name, t in zip(MEMORY_ATTENTION_INPUTS, inputs, strict=True)})
-        assert got.shape == expected.shape
         assert float(np.abs(got - expected).max()) <= 1e-4  # measured ≤ 2e-6

@@ -108,6 +108,28 @@ class Sam2ModelInfo:
 
 
 @dataclass(frozen=True)
+class Sam2TrackingInfo:
+    """The tracking graphs of an export (`segzero export-sam2 --tracking`): SAM2's memory, for the
+    onnxruntime / tensorrt trackers. The image encoder is the export's own fp32 encoder."""
+
+    graphs: Mapping[str, GraphSpec]
+    """role (memory_attention, prompted_heads, tracking_heads, prompted_memory, memory) → graph."""
+    constants: str
+    """.npz beside the manifest: the model's constant tensors the trackers combine in numpy."""
+    settings: Mapping[str, Any]
+    """sam2's memory settings the graphs were exported for (num_maskmem, max_obj_ptrs_in_encoder, ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"graphs": {role: spec.to_dict() for role, spec in self.graphs.items()}, "constants": self.constants,
+                "settings": dict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Sam2TrackingInfo:
+        return cls(graphs={str(role): GraphSpec.from_dict(spec) for role, spec in values["graphs"].items()},
+                   constants=str(values["constants"]), settings=dict(values["settings"]))
+
+
+@dataclass(frozen=True)
 class Sam2OnnxManifest:
     model: Sam2ModelInfo
     opset: int
@@ -117,6 +139,8 @@ class Sam2OnnxManifest:
     """Library versions at export time (sam2, torch, onnx, onnxruntime), for bug reports."""
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
+    tracking: Sam2TrackingInfo | None = None
+    """Present when the export includes the tracking graphs."""
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -133,10 +157,11 @@ class Sam2OnnxManifest:
         graphs = {p: dict(g) for p, g in self.graphs.items()}
         graphs[precision] = {ENCODER: encoder, DECODER: decoder}
         return Sam2OnnxManifest(model=self.model, opset=self.opset, graphs=graphs, versions=self.versions,
-                                preprocessing=self.preprocessing, created=self.created)
+                                preprocessing=self.preprocessing, created=self.created, tracking=self.tracking)
 
     def to_dict(self) -> dict[str, Any]:
         model = self.model
+        tracking = {} if self.tracking is None else {"tracking": self.tracking.to_dict()}
         return {
             "format": MANIFEST_FORMAT,
             "format_version": MANIFEST_VERSION,
@@ -153,6 +178,7 @@ class Sam2OnnxManifest:
             "preprocessing": dict(self.preprocessing),
             "versions": dict(self.versions),
             "graphs": {p: {role: spec.to_dict() for role, spec in roles.items()} for p, roles in self.graphs.items()},
+            **tracking,
         }
 
     @classmethod
@@ -173,7 +199,8 @@ class Sam2OnnxManifest:
                   for p, roles in values["graphs"].items()}
         return cls(model=info, opset=int(values["opset"]), graphs=graphs,
                    versions={str(k): str(v) for k, v in values.get("versions", {}).items()},
-                   preprocessing=dict(values.get("preprocessing", {})), created=str(values.get("created", "")))
+                   preprocessing=dict(values.get("preprocessing", {})), created=str(values.get("created", "")),
+                   tracking=Sam2TrackingInfo.from_dict(values["tracking"]) if "tracking" in values else None)
 
     def save(self, directory: Path) -> Path:
         """Write atomically, so a reader never sees half a manifest."""

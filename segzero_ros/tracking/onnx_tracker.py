@@ -1,0 +1,268 @@
+"""SAM2 streaming tracking on onnxruntime: the export's graphs, no torch at run time.
+
+The graphs (segzero_ros/export/tracking_graphs.py, `segzero export-sam2 --tracking`) are sam2's own modules;
+this class does what `SAM2Base.track_step` and sam2's video predictor do around them, in numpy, with the same
+choices as the torch tracker (sam2_tracker.py), so the two agree to float rounding (tests/test_tracking_onnx.py):
+
+* frames resized to S×S with PIL's bicubic filter, as sam2's video frame loader does; the encoder graph
+  normalises them;
+* the prompted frame: `prompted_heads` on the image features with no_mem_embed (what the encoder outputs),
+  then `prompted_memory` (mask binarised, as from points);
+* a tracked frame: memory frames = the prompted frame (temporal slot 0) and the last num_maskmem − 1 frames,
+  each with sam2's spatial + temporal encoding; object pointers = the prompted frame's and up to 15 recent
+  ones with their frame distance; `memory_attention` → `tracking_heads` → `memory`;
+* memory features rounded to bfloat16 as the video predictor stores them; a bounded window of frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_ros.config import ExportedGraphsConfig, SegmenterConfig
+from segzero_ros.core.geometry import Box, Point
+from segzero_ros.errors import BackendUnavailableError, ModelLoadError
+from segzero_ros.segmentation.manifest import Sam2OnnxManifest, load_manifest
+from segzero_ros.segmentation.processing import bilinear_matrix
+from segzero_ros.tracking.base import TrackedMask
+
+IMAGE_ENCODER = "encoder"
+TRACKING_ROLES = ("memory_attention", "prompted_heads", "tracking_heads", "prompted_memory", "memory")
+
+
+def bfloat16_round(values: np.ndarray) -> np.ndarray:
+    """float32 → the nearest bfloat16 (ties to even), back as float32: torch's `.to(torch.bfloat16)`."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = (bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))) & np.uint32(0xFFFF0000)
+    result: np.ndarray = rounded.view(np.float32)
+    return result
+
+
+class OnnxTracker:
+    """The Tracker protocol over onnxruntime sessions of one export folder."""
+
+    def __init__(self, onnx_dir: Path | str, *, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 cpu_threads: int = 0, memory_frames: int | None = None, freeze_when_absent: bool = False) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise BackendUnavailableError("tracking on onnxruntime needs the onnxruntime package") from error
+        folder = Path(onnx_dir).expanduser()
+        manifest = load_manifest(folder)
+        if manifest.tracking is None:
+            raise ModelLoadError(f"{folder} has no tracking graphs: export with `segzero export-sam2 --tracking` "
+                                 "(or let the node export them: leave segmenter.onnx_dir unset)")
+        self.folder, self.manifest = folder, manifest
+        settings = manifest.tracking.settings
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if cpu_threads > 0:
+            options.intra_op_num_threads = cpu_threads
+        files = {IMAGE_ENCODER: manifest.graph("fp32", IMAGE_ENCODER).file,
+                 **{role: manifest.tracking.graphs[role].file for role in TRACKING_ROLES}}
+        self._sessions: dict[str, Any] = {}
+        for role, file in files.items():
+            path = folder / file
+            if not path.is_file():
+                raise ModelLoadError(f"{path} is listed in {folder}/sam2_onnx.json but missing; re-export the graphs")
+            self._sessions[role] = ort.InferenceSession(str(path), options, providers=list(providers))
+        constants = np.load(folder / manifest.tracking.constants)
+        self._no_mem_embed = constants["no_mem_embed"].reshape(1, -1, 1, 1)       # added on the C axis
+        self._tpos = constants["maskmem_tpos_enc"]                               # num_maskmem×1×1×M
+        self._memory_pos = _tokens(constants["maskmem_pos_enc"])                 # HW×1×M
+        self._vision_pos = constants["vision_pos_embed"]                         # HW×1×C
+        self._size = int(settings["image_size"])
+        self._num_maskmem = int(settings["num_maskmem"])
+        if memory_frames is not None:
+            if not 1 <= memory_frames <= self._num_maskmem - 1:
+                raise ValueError(f"memory_frames must be 1..{self._num_maskmem - 1}, got {memory_frames}")
+            self._num_maskmem = memory_frames + 1
+        self._max_pointers = int(settings["max_obj_ptrs_in_encoder"])
+        self._stride = int(settings["memory_temporal_stride_for_eval"])
+        self._signed = bool(settings["use_signed_tpos_enc_to_obj_ptrs"])
+        self._window = max(self._num_maskmem, self._max_pointers)
+        self._freeze_when_absent = freeze_when_absent
+        self._name = f"onnxruntime:{manifest.model.checkpoint}"
+        self._manifest: Sam2OnnxManifest = manifest
+        self._upsample: tuple[np.ndarray, np.ndarray] | None = None
+        self.reset()
+
+    @classmethod
+    def from_config(cls, config: SegmenterConfig, **options: Any) -> OnnxTracker:
+        """The tracker of an onnxruntime segmenter config: its export folder (exported once into the cache
+        when segmenter.onnx_dir is unset; the tracking graphs are added to a folder that lacks them)."""
+        import onnxruntime as ort
+
+        from segzero_ros.config import OnnxRuntimeSegmenterConfig, widen
+        from segzero_ros.segmentation.onnx_backend import resolve_providers
+
+        widened = widen(config, OnnxRuntimeSegmenterConfig)
+        folder = ensure_tracking_graphs(widened)
+        providers = [p if isinstance(p, str) else p[0]
+                     for p in resolve_providers(widened.device, widened.providers, ort.get_available_providers())]
+        return cls(folder, providers=providers, cpu_threads=widened.cpu_threads, **options)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def stored_frames(self) -> int:
+        return len(self._cond) + len(self._non_cond)
+
+    def reset(self) -> None:
+        self._cond: dict[int, dict[str, np.ndarray]] = {}
+        self._non_cond: dict[int, dict[str, np.ndarray]] = {}
+        self._frame = -1
+        self._shape: tuple[int, int] | None = None
+        self._latest: np.ndarray | None = None
+
+    def close(self) -> None:
+        self.reset()
+        self._sessions = {}
+
+    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+        self.reset()
+        height, width = _check_image(image)
+        self._shape, self._frame = (height, width), 0
+        embed, high_0, high_1 = self._encode(image)
+        coordinates = np.asarray([[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)], np.float32)
+        coordinates = coordinates / np.asarray([width, height], np.float32) * np.float32(self._size)
+        labels = np.asarray([[2, 3, *([1] * len(points))]], np.int32)
+        low, pointer, score = self._run("prompted_heads", embed, high_0, high_1, coordinates[None], labels)
+        current = _tokens(embed - self._no_mem_embed)
+        (memory,) = self._run("prompted_memory", current, low, score)
+        self._cond[0] = {"memory": bfloat16_round(memory), "pointer": pointer}
+        return self._tracked(low, score)
+
+    def track(self, image: np.ndarray) -> TrackedMask:
+        if self._shape is None:
+            raise RuntimeError("call start(image, box, points) before track(image)")
+        size = _check_image(image)
+        if size != self._shape:
+            raise ValueError(f"frame is {size[1]}×{size[0]} but tracking started on {self._shape[1]}×{self._shape[0]}; "
+                             "reset and start again")
+        self._frame += 1
+        embed, high_0, high_1 = self._encode(image)
+        current = _tokens(embed - self._no_mem_embed)
+        frames, frames_pos, pointers, offsets = self._memory()
+        (conditioned,) = self._run("memory_attention", current, self._vision_pos, frames, frames_pos, pointers,
+                                   offsets)
+        pix_feat = np.ascontiguousarray(conditioned.transpose(1, 2, 0).reshape(embed.shape))
+        low, pointer, score = self._run("tracking_heads", pix_feat, high_0, high_1)
+        (memory,) = self._run("memory", current, low, score)
+        tracked = self._tracked(low, score)
+        if tracked.present or not self._freeze_when_absent:
+            self._non_cond[self._frame] = {"memory": bfloat16_round(memory), "pointer": pointer}
+        for old in [index for index in self._non_cond if index <= self._frame - self._window]:
+            del self._non_cond[old]
+        return tracked
+
+    def low_res_logits(self) -> np.ndarray | None:
+        """The latest frame's low-resolution mask logits 1×1×S/4² (for exactness tests)."""
+        return self._latest
+
+    # ------------------------------------------------------------------ internals
+
+    def _encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from PIL import Image
+
+        resized = np.asarray(Image.fromarray(image, mode="RGB").resize((self._size, self._size)), np.float32)
+        pixels = np.ascontiguousarray(resized.transpose(2, 0, 1)[None])
+        embed, high_0, high_1 = self._run(IMAGE_ENCODER, pixels)
+        return embed, high_0, high_1
+
+    def _memory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """sam2's choice of memories for the current frame (`_prepare_memory_conditioned_features`)."""
+        frame = self._frame
+        chosen = [(0, out) for out in self._cond.values()]
+        for t_pos in range(1, self._num_maskmem):
+            t_rel = self._num_maskmem - t_pos
+            stride = self._stride
+            previous = frame - 1 if t_rel == 1 else ((frame - 2) // stride) * stride - (t_rel - 2) * stride
+            out = self._non_cond.get(previous)
+            if out is not None:
+                chosen.append((t_pos, out))
+        frames = np.concatenate([_tokens(out["memory"]) for _, out in chosen])
+        frames_pos = np.concatenate([self._memory_pos + self._tpos[self._num_maskmem - t_pos - 1]
+                                     for t_pos, _ in chosen])
+        pointers = [((frame - t) if self._signed else abs(frame - t), out["pointer"]) for t, out in self._cond.items()
+                    if t <= frame]
+        for t_diff in range(1, self._max_pointers):
+            t = frame - t_diff
+            if t < 0:
+                break
+            out = self._non_cond.get(t)
+            if out is not None:
+                pointers.append((t_diff, out["pointer"]))
+        offsets = np.asarray([offset for offset, _ in pointers], np.int64)
+        stacked = np.stack([pointer for _, pointer in pointers])  # n×1×C
+        return frames, frames_pos.astype(np.float32), stacked, offsets
+
+    def _tracked(self, low: np.ndarray, score: np.ndarray) -> TrackedMask:
+        assert self._shape is not None
+        self._latest = low
+        height, width = self._shape
+        if self._upsample is None or self._upsample[0].shape[0] != height or self._upsample[1].shape[1] != width:
+            self._upsample = (bilinear_matrix(low.shape[2], height),
+                              np.ascontiguousarray(bilinear_matrix(low.shape[3], width).T))
+        rows, columns = self._upsample
+        logits = (rows @ low[0, 0]) @ columns
+        logit = float(score.reshape(-1)[0])
+        return TrackedMask(mask=logits > 0.0, score=_sigmoid(logit), present=logit > 0, frame_index=self._frame)
+
+    def _run(self, role: str, *inputs: np.ndarray) -> list[np.ndarray]:
+        session = self._sessions[role]
+        names = [value.name for value in session.get_inputs()]
+        outputs: list[np.ndarray] = session.run(None, dict(zip(names, inputs, strict=True)))
+        return outputs
+
+
+def ensure_tracking_graphs(config: ExportedGraphsConfig) -> Path:
+    """The export folder of `config` with the tracking graphs in it (exporting them once when missing)."""
+    import dataclasses
+
+    from segzero_ros.export.onnx_export import with_exported_graphs
+
+    prepared = with_exported_graphs(dataclasses.replace(config, precision="fp32"))
+    assert prepared.onnx_dir is not None
+    folder = Path(prepared.onnx_dir).expanduser()
+    if load_manifest(folder).tracking is None:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("sam2") is None:
+            raise BackendUnavailableError(f"{folder} has no tracking graphs and this machine lacks torch/sam2 to "
+                                          "export them: run `segzero export-sam2 --tracking` where it has them")
+        from segzero_ros.export.tracking_graphs import add_tracking_graphs
+        from segzero_ros.segmentation.sam2_backend import build_sam2_model
+
+        # Built as sam2's video predictor (its memory settings), on the CPU: tracing needs no GPU.
+        model, _ = build_sam2_model(dataclasses.replace(config, device="cpu"), video=True)
+        add_tracking_graphs(folder, model)
+    return folder
+
+
+def _tokens(features: np.ndarray) -> np.ndarray:
+    """1×C×H×W → HW×1×C (sam2's sequence-first layout)."""
+    channels = features.shape[1]
+    return np.ascontiguousarray(features.reshape(channels, -1).T[:, None, :])
+
+
+def _sigmoid(value: float) -> float:
+    import math
+
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    exponential = math.exp(value)
+    return exponential / (1.0 + exponential)
+
+
+def _check_image(image: np.ndarray) -> tuple[int, int]:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
+        raise ValueError(f"expected an RGB uint8 H×W×3 frame, got {described}")
+    return int(image.shape[0]), int(image.shape[1])
