@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_ros.config import TensorRTSegmenterConfig
+from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.errors import BackendUnavailableError
 from segzero_ros.tracking import TrackedMask, Tracker, build_tracker
@@ -113,8 +113,8 @@ def test_api_rules(tracker, tiny_sam2):
     tracker.reset()
     small = tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ())  # a new size after reset
     assert small.mask.shape == (60, 80)
-    with pytest.raises(BackendUnavailableError, match="no tracker for segmenter backend 'tensorrt'"):
-        build_tracker(TensorRTSegmenterConfig())
+    with pytest.raises(BackendUnavailableError, match="no tracker for segmenter backend 'box'"):
+        build_tracker(SegmenterConfig(backend="box"))
 
 
 def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):

@@ -130,3 +130,27 @@ def test_memory_attention_graph_takes_every_memory_size_and_passes_the_tensorrt_
             expected = sam2_memory_conditioned(video_model, inputs, 16).numpy()
         (got,) = session.run(None, {name: t.numpy() for name, t in zip(MEMORY_ATTENTION_INPUTS, inputs, strict=True)})
         assert float(np.abs(got - expected).max()) <= 1e-4  # measured ≤ 2e-6
+
+
+def test_tensorrt_tracker_profiles_cover_the_tracking_graphs_and_a_missing_tensorrt_is_one_clear_error(
+        onnx_tracker, tiny_sam2):
+    """TensorRT cannot run here (no GPU): its optimisation profiles for the dynamic memory sizes are computed
+    from the manifest, and asking for the tensorrt tracker without TensorRT says what to install."""
+    import importlib.util
+
+    from segzero_ros.errors import BackendUnavailableError
+    from segzero_ros.segmentation.tensorrt_backend import profile_shapes
+    from segzero_ros.tracking import build_tracker
+
+    graphs = onnx_tracker.manifest.tracking.graphs
+    assert profile_shapes(graphs["memory_attention"]) == {
+        "memory_frames": ((256, 1, 64), (7 * 256, 1, 64), (16 * 256, 1, 64)),
+        "memory_frames_pos": ((256, 1, 64), (7 * 256, 1, 64), (16 * 256, 1, 64)),
+        "object_pointers": ((1, 1, 256), (16, 1, 256), (16, 1, 256)),
+        "pointer_offsets": ((1,), (16,), (16,)),
+    }
+    assert set(profile_shapes(graphs["prompted_heads"])) == {"point_coords", "point_labels"}
+    assert profile_shapes(graphs["tracking_heads"]) == profile_shapes(graphs["memory"]) == {}
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(BackendUnavailableError, match="install TensorRT"):
+            build_tracker(tiny_sam2.segmenter_config(backend="tensorrt", onnx_dir=str(onnx_tracker.folder)))

@@ -57,7 +57,12 @@ MAX_PROMPT_POINTS = 16
 """Optimisation profile upper bound for the decoder's points, box corners included (so 14 clicks)."""
 OPT_PROMPT_POINTS = 4
 """The profile's optimum: Seg-Zero's prompt is one box (2 corners) + 2 points."""
-DYNAMIC_DIMENSION_RANGES = {"num_points": (1, OPT_PROMPT_POINTS, MAX_PROMPT_POINTS)}
+DYNAMIC_DIMENSION_RANGES = {
+    "num_points": (1, OPT_PROMPT_POINTS, MAX_PROMPT_POINTS),
+    "memory_frames": (1, 7, 16),    # tracking: the prompted frame + 6 recent (sam2's num_maskmem = 7) is typical
+    "object_pointers": (1, 16, 16),  # tracking: sam2 reads up to 16 object pointers
+}
+"""(min, opt, max) of each named dynamic dimension; "k*name" (k × a named one) is scaled from these."""
 INSTALL_HINT = ("install TensorRT 10+ for Python (x86: pip install tensorrt; Jetson: JetPack's python3-libnvinfer), "
                 "or use segmenter.backend 'onnxruntime' or 'sam2'")
 
@@ -148,14 +153,47 @@ def profile_shapes(graph: GraphSpec) -> dict[str, ShapeRange]:
         for dim in tensor.shape:
             if isinstance(dim, int):
                 bounds.append((dim, dim, dim))
-            elif dim in DYNAMIC_DIMENSION_RANGES:
-                bounds.append(DYNAMIC_DIMENSION_RANGES[dim])
+            elif (scaled := _dimension_range(dim)) is not None:
+                bounds.append(scaled)
             else:
                 raise ModelLoadError(f"{graph.file}: input {tensor.name} has a dynamic dimension {dim!r} with no "
                                      f"known range; re-export the graphs with this version of segzero")
         smallest, optimum, largest = (tuple(bound[i] for bound in bounds) for i in range(3))
         shapes[tensor.name] = (smallest, optimum, largest)
     return shapes
+
+
+def _dimension_range(dim: str) -> tuple[int, int, int] | None:
+    """The range of a named dimension or of "k*name" (the exporter's name for k × name), else None."""
+    factor, _, name = dim.rpartition("*")
+    if name not in DYNAMIC_DIMENSION_RANGES or (factor and not factor.isdigit()):
+        return None
+    scale = int(factor) if factor else 1
+    low, optimum, high = DYNAMIC_DIMENSION_RANGES[name]
+    return low * scale, optimum * scale, high * scale
+
+
+def engine_for(graph: GraphSpec, folder: Path, cache: Path, *, precision: str, gpu: GpuIdentity, prefix: str,
+               progress: Progress, checkpoint: str = "") -> Path:
+    """The cached engine of one exported graph, built (minutes, once per GPU and TensorRT version) if missing."""
+    trt = import_tensorrt()
+    key = engine_cache_key(graph, precision, gpu)
+    engine_path = cache / f"{prefix}-{precision}-{key[:20]}.engine"
+    if engine_path.is_file():
+        progress(f"{prefix}: cached engine {engine_path}")
+        return engine_path
+    progress(f"{prefix}: building a {precision} TensorRT engine from {graph.file} for {gpu.slug}; this takes "
+             f"minutes, once")
+    _build_engine(trt, folder / graph.file, engine_path, graph=graph,
+                  timing_cache_path=cache / f"timing-{gpu.slug}.cache", progress=progress)
+    write_atomically(engine_path.with_suffix(".json"), json.dumps({
+        "onnx": str(folder / graph.file), "graph_sha256": graph.sha256, "precision": precision,
+        "gpu": gpu.name, "compute_capability": list(gpu.compute_capability),
+        "tensorrt": gpu.tensorrt_version, "checkpoint": checkpoint,
+        "profiles": {n: [list(s) for s in p] for n, p in profile_shapes(graph).items()},
+    }, indent=2).encode())
+    progress(f"{prefix}: wrote {engine_path}")
+    return engine_path
 
 
 def engine_cache_key(graph: GraphSpec, precision: str, gpu: GpuIdentity) -> str:
@@ -190,27 +228,9 @@ def build_engines(onnx_dir: Path | str, cache_dir: Path | str | None = None, pre
 
     with torch.cuda.device(device_index):
         gpu = gpu_identity(device_index, str(trt.__version__))
-        engines = {}
-        for role in (ENCODER, DECODER):
-            graph = manifest.graph(precision, role)
-            key = engine_cache_key(graph, precision, gpu)
-            engine_path = cache / f"sam2-{role}-{precision}-{key[:20]}.engine"
-            if engine_path.is_file():
-                progress(f"{role}: cached engine {engine_path}")
-            else:
-                progress(f"{role}: building a {precision} TensorRT engine from {graph.file} for {gpu.slug}; "
-                         f"this takes minutes, once")
-                _build_engine(trt, folder / graph.file, engine_path, graph=graph,
-                              timing_cache_path=cache / f"timing-{gpu.slug}.cache", progress=progress)
-                write_atomically(engine_path.with_suffix(".json"), json.dumps({
-                    "onnx": str(folder / graph.file), "graph_sha256": graph.sha256, "precision": precision,
-                    "gpu": gpu.name, "compute_capability": list(gpu.compute_capability),
-                    "tensorrt": gpu.tensorrt_version, "checkpoint": manifest.model.checkpoint,
-                    "profiles": {n: [list(s) for s in p] for n, p in profile_shapes(graph).items()},
-                }, indent=2).encode())
-                progress(f"{role}: wrote {engine_path}")
-            engines[role] = engine_path
-    return engines
+        return {role: engine_for(manifest.graph(precision, role), folder, cache, precision=precision, gpu=gpu,
+                                 prefix=f"sam2-{role}", progress=progress, checkpoint=manifest.model.checkpoint)
+                for role in (ENCODER, DECODER)}
 
 
 def _build_engine(trt: Any, onnx_path: Path, engine_path: Path, *, graph: GraphSpec, timing_cache_path: Path,
@@ -262,7 +282,7 @@ def _progress_monitor(trt: Any, progress: Progress) -> Any:
     return BuildProgress()
 
 
-class _EngineRunner:
+class EngineRunner:
     """One deserialized engine + execution context, run with named tensors on torch CUDA memory."""
 
     def __init__(self, trt: Any, runtime: Any, engine_path: Path, device: Any) -> None:
@@ -320,8 +340,8 @@ class TensorRTSegmenter(Sam2GraphSegmenter):
         with torch.cuda.device(self._device):
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
-            self._encoder = _EngineRunner(trt, self._runtime, engines[ENCODER], self._device)
-            self._decoder = _EngineRunner(trt, self._runtime, engines[DECODER], self._device)
+            self._encoder = EngineRunner(trt, self._runtime, engines[ENCODER], self._device)
+            self._decoder = EngineRunner(trt, self._runtime, engines[DECODER], self._device)
             self._stream: Any = torch.cuda.Stream(device=self._device)  # type: ignore[no-untyped-call]
             # The base class resizes images straight into this page-locked buffer, so the upload is one DMA.
             self._pixels_host: Any = torch.empty(self._pixels.shape, dtype=torch.float32).pin_memory()

@@ -47,6 +47,7 @@ class Tracker(Protocol):
 TRACKER_BACKENDS: dict[str, str] = {
     "sam2": "segzero_ros.tracking.sam2_tracker:Sam2Tracker.from_config",
     "onnxruntime": "segzero_ros.tracking.onnx_tracker:OnnxTracker.from_config",
+    "tensorrt": "segzero_ros.tracking.tensorrt_tracker:TensorRTTracker.from_config",
 }
 """Segmenter backend → the tracker built from the same config."""
 

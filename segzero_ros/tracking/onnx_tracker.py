@@ -1,4 +1,4 @@
-"""SAM2 streaming tracking on onnxruntime: the export's graphs, no torch at run time.
+"""SAM2 streaming tracking on an export's graphs (onnxruntime here; TensorRT in tensorrt_tracker.py), no torch.
 
 The graphs (segzero_ros/export/tracking_graphs.py, `segzero export-sam2 --tracking`) are sam2's own modules;
 this class does what `SAM2Base.track_step` and sam2's video predictor do around them, in numpy, with the same
@@ -41,35 +41,16 @@ def bfloat16_round(values: np.ndarray) -> np.ndarray:
     return result
 
 
-class OnnxTracker:
-    """The Tracker protocol over onnxruntime sessions of one export folder."""
+class GraphTracker:
+    """The Tracker protocol over an export's graphs; subclasses say how a graph runs (`_run`)."""
 
-    def __init__(self, onnx_dir: Path | str, *, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 cpu_threads: int = 0, memory_frames: int | None = None, freeze_when_absent: bool = False) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as error:
-            raise BackendUnavailableError("tracking on onnxruntime needs the onnxruntime package") from error
-        folder = Path(onnx_dir).expanduser()
-        manifest = load_manifest(folder)
+    def __init__(self, folder: Path, manifest: Sam2OnnxManifest, *, memory_frames: int | None = None,
+                 freeze_when_absent: bool = False, name: str = "") -> None:
         if manifest.tracking is None:
             raise ModelLoadError(f"{folder} has no tracking graphs: export with `segzero export-sam2 --tracking` "
                                  "(or let the node export them: leave segmenter.onnx_dir unset)")
         self.folder, self.manifest = folder, manifest
         settings = manifest.tracking.settings
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if cpu_threads > 0:
-            options.intra_op_num_threads = cpu_threads
-        files = {IMAGE_ENCODER: manifest.graph("fp32", IMAGE_ENCODER).file,
-                 **{role: manifest.tracking.graphs[role].file for role in TRACKING_ROLES}}
-        self._sessions: dict[str, Any] = {}
-        for role, file in files.items():
-            path = folder / file
-            if not path.is_file():
-                raise ModelLoadError(f"{path} is listed in {folder}/sam2_onnx.json but missing; re-export the graphs")
-            self._sessions[role] = ort.InferenceSession(str(path), options, providers=list(providers))
         constants = np.load(folder / manifest.tracking.constants)
         self._no_mem_embed = constants["no_mem_embed"].reshape(1, -1, 1, 1)       # added on the C axis
         self._tpos = constants["maskmem_tpos_enc"]                               # num_maskmem×1×1×M
@@ -86,25 +67,25 @@ class OnnxTracker:
         self._signed = bool(settings["use_signed_tpos_enc_to_obj_ptrs"])
         self._window = max(self._num_maskmem, self._max_pointers)
         self._freeze_when_absent = freeze_when_absent
-        self._name = f"onnxruntime:{manifest.model.checkpoint}"
-        self._manifest: Sam2OnnxManifest = manifest
+        self._name = name or f"graphs:{manifest.model.checkpoint}"
         self._upsample: tuple[np.ndarray, np.ndarray] | None = None
         self.reset()
 
-    @classmethod
-    def from_config(cls, config: SegmenterConfig, **options: Any) -> OnnxTracker:
-        """The tracker of an onnxruntime segmenter config: its export folder (exported once into the cache
-        when segmenter.onnx_dir is unset; the tracking graphs are added to a folder that lacks them)."""
-        import onnxruntime as ort
+    def graph_files(self) -> dict[str, Path]:
+        """role → .onnx file of every graph the tracker runs (the export's fp32 encoder + the tracking graphs)."""
+        tracking = self.manifest.tracking
+        assert tracking is not None
+        files = {IMAGE_ENCODER: self.manifest.graph("fp32", IMAGE_ENCODER).file,
+                 **{role: tracking.graphs[role].file for role in TRACKING_ROLES}}
+        paths = {role: self.folder / file for role, file in files.items()}
+        for path in paths.values():
+            if not path.is_file():
+                raise ModelLoadError(f"{path} is listed in {self.folder}/sam2_onnx.json but missing; re-export")
+        return paths
 
-        from segzero_ros.config import OnnxRuntimeSegmenterConfig, widen
-        from segzero_ros.segmentation.onnx_backend import resolve_providers
-
-        widened = widen(config, OnnxRuntimeSegmenterConfig)
-        folder = ensure_tracking_graphs(widened)
-        providers = [p if isinstance(p, str) else p[0]
-                     for p in resolve_providers(widened.device, widened.providers, ort.get_available_providers())]
-        return cls(folder, providers=providers, cpu_threads=widened.cpu_threads, **options)
+    def _run(self, role: str, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Run graph `role` on `inputs` (in the graph's input order); its outputs in order."""
+        raise NotImplementedError
 
     @property
     def name(self) -> str:
@@ -123,7 +104,6 @@ class OnnxTracker:
 
     def close(self) -> None:
         self.reset()
-        self._sessions = {}
 
     def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
         self.reset()
@@ -215,11 +195,56 @@ class OnnxTracker:
         logit = float(score.reshape(-1)[0])
         return TrackedMask(mask=logits > 0.0, score=_sigmoid(logit), present=logit > 0, frame_index=self._frame)
 
+class OnnxTracker(GraphTracker):
+    """GraphTracker on onnxruntime sessions (CPU or a GPU provider)."""
+
+    def __init__(self, onnx_dir: Path | str, *, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 cpu_threads: int = 0, memory_frames: int | None = None, freeze_when_absent: bool = False) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise BackendUnavailableError("tracking on onnxruntime needs the onnxruntime package") from error
+        folder = Path(onnx_dir).expanduser()
+        manifest = load_manifest(folder)
+        super().__init__(folder, manifest, memory_frames=memory_frames, freeze_when_absent=freeze_when_absent,
+                         name=f"onnxruntime:{manifest.model.checkpoint}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if cpu_threads > 0:
+            options.intra_op_num_threads = cpu_threads
+        self._sessions: dict[str, Any] = {}
+        for role, path in self.graph_files().items():
+            try:
+                self._sessions[role] = ort.InferenceSession(str(path), options, providers=list(providers))
+            except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise ModelLoadError(f"onnxruntime cannot load {path}: {error}") from error
+
+    @classmethod
+    def from_config(cls, config: SegmenterConfig, **options: Any) -> OnnxTracker:
+        """The tracker of an onnxruntime segmenter config: its export folder (exported once into the cache
+        when segmenter.onnx_dir is unset; the tracking graphs are added to a folder that lacks them)."""
+        import onnxruntime as ort
+
+        from segzero_ros.config import OnnxRuntimeSegmenterConfig, widen
+        from segzero_ros.segmentation.onnx_backend import resolve_providers
+
+        widened = widen(config, OnnxRuntimeSegmenterConfig)
+        folder = ensure_tracking_graphs(widened)
+        providers = [p if isinstance(p, str) else p[0]
+                     for p in resolve_providers(widened.device, widened.providers, ort.get_available_providers())]
+        return cls(folder, providers=providers, cpu_threads=widened.cpu_threads, **options)
+
+    def close(self) -> None:
+        super().close()
+        self._sessions = {}
+
     def _run(self, role: str, *inputs: np.ndarray) -> list[np.ndarray]:
         session = self._sessions[role]
         names = [value.name for value in session.get_inputs()]
         outputs: list[np.ndarray] = session.run(None, dict(zip(names, inputs, strict=True)))
         return outputs
+
 
 
 def ensure_tracking_graphs(config: ExportedGraphsConfig) -> Path:
