@@ -233,6 +233,26 @@ def test_cli_keeps_an_up_to_date_export_and_rejects_bad_flags(export_dir: Path, 
     assert code == 2 and "--tiny fixes its config and image size" in err.getvalue()
 
 
+def test_cli_adds_the_tracking_graphs_to_an_existing_export(export_dir: Path) -> None:
+    """`--tracking` on a folder that holds the export: only the tracking graphs are written (the shared export
+    then serves tests/test_tracking_onnx.py too); the encoder and decoder are untouched."""
+    from segzero_ros.cli import main
+
+    before = load_manifest(export_dir)
+    encoder_sha = before.graph("fp32", "encoder").sha256
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["export-sam2", "--tiny", "--fp16", "--tracking", "--out", str(export_dir)])
+    assert code == 0 and out.getvalue().strip() == str(export_dir)
+    after = load_manifest(export_dir)
+    assert after.tracking is not None and after.graphs == before.graphs
+    assert after.graph("fp32", "encoder").sha256 == encoder_sha == sha256(export_dir / after.graph("fp32", "encoder").file)
+    for spec in after.tracking.graphs.values():
+        assert sha256(export_dir / spec.file) == spec.sha256
+    assert after.tracking.settings["num_maskmem"] == 7 and after.tracking.settings["tracking_multimask"] is True
+    assert "tracking: track_memory_attention.onnx" in err.getvalue()
+
+
 def test_missing_export_folder_says_how_to_export(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"sam2_onnx\.json missing.*segzero export-sam2"):
         load_manifest(tmp_path)

@@ -50,12 +50,16 @@ def add_parser(subparsers: Any) -> None:
     export.add_argument("--out", required=True, type=Path, help="output folder (created)")
     export.add_argument("--fp16", action="store_true", help="also write fp16 graphs (for GPUs / TensorRT)")
     export.add_argument("--force", action="store_true", help="re-export even if --out holds this export already")
+    export.add_argument("--tracking", action="store_true",
+                        help="also write the tracking graphs (memory attention, SAM heads, memory encoder) for the "
+                             "onnxruntime / tensorrt trackers (tracking.enabled with those segmenter backends)")
     export.set_defaults(handler=run_export)
 
     build = subparsers.add_parser(
         "build-engine",
         help="build TensorRT engines from an export-sam2 folder (on the robot's GPU)",
-        description="Build (or find cached) TensorRT engines for the SAM2 encoder and decoder graphs.",
+        description="Build (or find cached) TensorRT engines for the SAM2 encoder and decoder graphs (and the "
+        "tracking graphs, when the export has them).",
         epilog=BUILD_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,7 +88,7 @@ def source_config(args: argparse.Namespace) -> SegmenterConfig:
 
 def run_export(args: argparse.Namespace) -> int:
     from segzero_ros.export.onnx_export import export_matches, export_sam2_onnx, load_sam2_source, resolve_checkpoint
-    from segzero_ros.segmentation.manifest import sha256_of_file
+    from segzero_ros.segmentation.manifest import load_manifest, sha256_of_file
 
     config = source_config(args)
     config_name, checkpoint = resolve_checkpoint(config)
@@ -93,13 +97,23 @@ def run_export(args: argparse.Namespace) -> int:
     precisions = ["fp32", "fp16"] if args.fp16 else ["fp32"]
     if not args.force and export_matches(args.out, checkpoint_sha256, config_name, config.image_size, precisions):
         progress(f"{args.out} already holds this export (same checkpoint, config, size); --force redoes it")
-        print(args.out)
-        return 0
-    source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
-    manifest = export_sam2_onnx(source, args.out, fp16=args.fp16, progress=progress)
+        manifest = load_manifest(args.out)
+    else:
+        source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
+        manifest = export_sam2_onnx(source, args.out, fp16=args.fp16, progress=progress)
+    if args.tracking and (args.force or manifest.tracking is None):
+        from segzero_ros.export.tracking_graphs import add_tracking_graphs
+        from segzero_ros.segmentation.sam2_backend import build_sam2_model
+
+        progress("exporting the tracking graphs (built as sam2's video predictor)")
+        model, _ = build_sam2_model(config, video=True)
+        manifest = add_tracking_graphs(args.out, model)
     for precision in manifest.precisions:
         files = ", ".join(manifest.graph(precision, role).file for role in ("encoder", "decoder"))
         progress(f"{precision}: {files}")
+    if manifest.tracking is not None:
+        progress(f"tracking: {', '.join(spec.file for spec in manifest.tracking.graphs.values())}, "
+                 f"{manifest.tracking.constants}")
     print(args.out)
     return 0
 
@@ -113,6 +127,11 @@ def run_build_engine(args: argparse.Namespace) -> int:
         progress(f"{args.onnx_dir} has no fp16 graphs yet: converting the fp32 ones")
         add_fp16_graphs(Path(args.onnx_dir).expanduser(), progress)
     engines = build_engines(args.onnx_dir, args.cache, precision=args.precision, device=args.device, progress=progress)
+    if load_manifest(args.onnx_dir).tracking is not None:  # the tracker's engines too (fp32, see tensorrt_tracker)
+        from segzero_ros.tracking.tensorrt_tracker import build_tracking_engines
+
+        tracking = build_tracking_engines(args.onnx_dir, args.cache, device=args.device, progress=progress)
+        engines.update({f"track_{role}": path for role, path in tracking.items() if role != "encoder"})
     for role, path in engines.items():
         print(f"{role}: {path}")
     return 0

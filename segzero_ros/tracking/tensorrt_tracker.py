@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import SegmenterConfig, TensorRTSegmenterConfig, widen
-from segzero_ros.segmentation.manifest import load_manifest
+from segzero_ros.errors import ModelLoadError
+from segzero_ros.segmentation.manifest import GraphSpec, Sam2OnnxManifest, load_manifest
 from segzero_ros.segmentation.tensorrt_backend import (
     EngineRunner,
+    Progress,
     cuda_device_index,
     default_engine_cache_dir,
     engine_for,
@@ -32,6 +34,32 @@ from segzero_ros.tracking.onnx_tracker import GraphTracker, ensure_tracking_grap
 LOG = logging.getLogger(__name__)
 ENGINE_PRECISION = "fp32"
 """The tracking graphs are exported in fp32; their engines compute in fp32 (strongly typed networks)."""
+
+
+def tracking_graphs(manifest: Sam2OnnxManifest) -> dict[str, GraphSpec]:
+    """role → graph of everything the tracker runs: the export's fp32 encoder and its tracking graphs."""
+    if manifest.tracking is None:
+        raise ModelLoadError("this export has no tracking graphs: `segzero export-sam2 --tracking`")
+    return {"encoder": manifest.graph("fp32", "encoder"), **manifest.tracking.graphs}
+
+
+def build_tracking_engines(onnx_dir: Path | str, cache_dir: str | Path | None = None, device: str = "auto",
+                           progress: Progress = LOG.warning) -> dict[str, Path]:
+    """The tracker's engines (role → file), built once per GPU and TensorRT version; `segzero build-engine`
+    calls it too, so a robot can build them before the first command."""
+    trt = import_tensorrt()
+    import torch
+
+    device_index = cuda_device_index(device)
+    folder = Path(onnx_dir).expanduser()
+    manifest = load_manifest(folder)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_engine_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with torch.cuda.device(device_index):
+        gpu = gpu_identity(device_index, str(trt.__version__))
+        return {role: engine_for(graph, folder, cache, precision=ENGINE_PRECISION, gpu=gpu, prefix=f"sam2-track-{role}",
+                                 progress=progress, checkpoint=manifest.model.checkpoint)
+                for role, graph in tracking_graphs(manifest).items()}
 
 
 class TensorRTTracker(GraphTracker):
@@ -47,22 +75,14 @@ class TensorRTTracker(GraphTracker):
         manifest = load_manifest(folder)
         super().__init__(folder, manifest, memory_frames=memory_frames, freeze_when_absent=freeze_when_absent,
                          name=f"tensorrt:{manifest.model.checkpoint}")
-        tracking = manifest.tracking
-        assert tracking is not None  # GraphTracker refused an export without it
-        graphs = {"encoder": manifest.graph("fp32", "encoder"), **tracking.graphs}
-        cache = Path(engine_cache_dir).expanduser() if engine_cache_dir else default_engine_cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
+        graphs = tracking_graphs(manifest)
+        engines = build_tracking_engines(folder, engine_cache_dir, device=f"cuda:{device_index}")
         self._device = torch.device("cuda", device_index)
         self._inputs = {role: [tensor.name for tensor in graph.inputs] for role, graph in graphs.items()}
         self._outputs = {role: [tensor.name for tensor in graph.outputs] for role, graph in graphs.items()}
         with torch.cuda.device(self._device):
-            gpu = gpu_identity(device_index, str(trt.__version__))
             self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-            self._runners = {
-                role: EngineRunner(trt, self._runtime, engine_for(
-                    graph, folder, cache, precision=ENGINE_PRECISION, gpu=gpu, prefix=f"sam2-track-{role}",
-                    progress=LOG.warning, checkpoint=manifest.model.checkpoint), self._device)
-                for role, graph in graphs.items()}
+            self._runners = {role: EngineRunner(trt, self._runtime, engines[role], self._device) for role in graphs}
             self._stream: Any = torch.cuda.Stream(device=self._device)  # type: ignore[no-untyped-call]
 
     @classmethod
