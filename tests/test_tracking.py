@@ -140,9 +140,9 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
                              max_rate_hz=100.0, lost_after_s=5.0)
     try:
         follower.offer((1, frames[1]))  # nothing to follow yet: ignored
-        follower.follow("7", frames[0], BOX, POINTS, frame=0)
+        follower.follow("7", frames[0], [(BOX, POINTS)], frame=0)
         wait_until(lambda: seen(0), timeout=60, what="the target's first frame")
-        assert updates[0].command_id == "7" and updates[0].tracked.frame_index == 0
+        assert updates[0].command_id == "7" and updates[0].frame_index == 0
         for index in range(1, 11):  # faster than the tracker: most of these are dropped, never queued
             follower.offer((index, frames[index]))
         wait_until(lambda: any(u.frame[0] == 10 for u in updates[1:]), timeout=60, what="the newest frame's mask")
@@ -151,12 +151,12 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
         assert tracked_frames == sorted(tracked_frames) and tracked_frames[-1] == 10  # the newest always wins
         assert status.frames_dropped >= 5 and status.frames_dropped + len(tracked_frames) == 10
         assert status.state is TrackState.TRACKING and status.command_id == "7"
-        assert all(u.tracked.present and u.box is not None for u in updates)
+        assert all(u.present and u.box is not None for u in updates)
         # A frame of another size ends the track with a clear error; stop() makes it idle.
         follower.offer((11, np.zeros((60, 80, 3), np.uint8)))
         wait_until(lambda: follower.status().state is TrackState.FAILED, timeout=60, what="the failed state")
         assert "reset and start again" in follower.status().error
-        follower.follow("8", frames[0], BOX, POINTS, frame=100)
+        follower.follow("8", frames[0], [(BOX, POINTS)], frame=100)
         wait_until(lambda: seen(100), timeout=60, what="the new target")
         assert follower.stop()
         count = len(updates)
@@ -165,3 +165,19 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
         assert len(updates) == count and follower.status().state is TrackState.IDLE
     finally:
         follower.close()
+
+
+def test_several_objects_are_each_tracked_exactly_as_alone(tracker):
+    """One encoding per frame, a memory per object (as sam2's video predictor keeps one per object id)."""
+    frames = moving_disc(5)
+    second = (Box(100, 20, 150, 70), (Point(125, 45),))
+    together = [tracker.start_objects(frames[0], [(BOX, POINTS), second])]
+    together += [tracker.track_objects(frame) for frame in frames[1:]]
+    assert tracker.stored_frames == 2 * len(frames)
+    for index, prompt in enumerate([(BOX, POINTS), second]):
+        alone = [tracker.start(frames[0], *prompt)] + [tracker.track(frame) for frame in frames[1:]]
+        for both, single in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(both[index].mask, single.mask)
+            assert both[index].score == single.score and both[index].present == single.present
+    with pytest.raises(ValueError, match="at least one"):
+        tracker.start_objects(frames[0], [])

@@ -154,3 +154,18 @@ def test_tensorrt_tracker_profiles_cover_the_tracking_graphs_and_a_missing_tenso
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(BackendUnavailableError, match="install TensorRT"):
             build_tracker(tiny_sam2.segmenter_config(backend="tensorrt", onnx_dir=str(onnx_tracker.folder)))
+
+
+def test_onnxruntime_tracker_follows_several_objects_each_as_alone(onnx_tracker):
+    from segzero_ros.core.geometry import Box, Point
+    from tests.test_tracking import BOX, POINTS, moving_disc
+
+    frames = moving_disc(4)
+    second = (Box(100, 20, 150, 70), (Point(125, 45),))
+    together = [onnx_tracker.start_objects(frames[0], [(BOX, POINTS), second])]
+    together += [onnx_tracker.track_objects(frame) for frame in frames[1:]]
+    for index, prompt in enumerate([(BOX, POINTS), second]):
+        alone = [onnx_tracker.start(frames[0], *prompt)] + [onnx_tracker.track(frame) for frame in frames[1:]]
+        for both, single in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(both[index].mask, single.mask)
+            assert both[index].score == single.score

@@ -21,8 +21,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from segzero_ros.config import SegmenterConfig
+from segzero_ros.core.geometry import Box
+from segzero_ros.core.result import SegmentedObject, instance_labels
 from segzero_ros.msg import TrackedObject
-from segzero_ros.ros.image_conversion import mask_to_image
+from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
 from segzero_ros.scheduler import Answer
 from segzero_ros.tiny import tiny_pipeline_config
 from segzero_ros.tracking import build_tracker
@@ -31,8 +33,23 @@ from segzero_ros.tracking.follower import FollowStatus, TrackFollower, TrackStat
 
 TRACKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 """Reliable but shallow: a slow subscriber gets recent frames, never a backlog."""
+NO_BOX = Box(0, 0, 0, 0)
+"""Stands in for an absent object's box when building label images (its mask is None: no pixels)."""
 KEPT_COMMANDS = 4
 """Texts of the latest tracked commands kept (a frame of the previous track may still be publishing)."""
+
+
+def fill_objects(msg: Any, update: TrackUpdate, header: Any) -> None:
+    """The per-object fields of a TrackedObject (labels only with more than one object)."""
+    msg.object_count = len(update.objects)
+    msg.object_present = [bool(item.present) for item in update.objects]
+    msg.object_scores = [float(item.score) for item in update.objects]
+    msg.object_boxes = [value for box in update.boxes
+                        for value in ((box.x1, box.y1, box.x2, box.y2) if box is not None else (-1, -1, -1, -1))]
+    if len(update.objects) > 1:
+        shown = tuple(SegmentedObject(box=box or NO_BOX, points=(), mask=item.mask if item.present else None,
+                                      score=item.score) for item, box in zip(update.objects, update.boxes, strict=True))
+        msg.labels = labels_to_image(instance_labels(shown, update.objects[0].mask.shape), header)
 
 
 class TrackingOutputs:
@@ -98,14 +115,14 @@ class TrackingOutputs:
         follower, result = self._follower, answer.result
         if follower is None or not result.ok or answer.rgb is None or not result.objects:
             return
-        first = result.objects[0]
         command_id = answer.job.command_id
         with self._lock:
             self._commands[command_id] = answer.job.command
             while len(self._commands) > KEPT_COMMANDS:
                 del self._commands[next(iter(self._commands))]
             self._lost_reported = False
-        follower.follow(command_id, answer.rgb, first.box, first.points, frame=(header, None, None))
+        prompts = [(item.box, item.points) for item in result.objects]  # every object the command found
+        follower.follow(command_id, answer.rgb, prompts, frame=(header, None, None))
 
     def fill_status(self, msg: Any) -> Any:
         follower = self._follower
@@ -128,9 +145,8 @@ class TrackingOutputs:
 
     def _publish(self, update: TrackUpdate) -> None:
         header = update.frame[0]
-        tracked = update.tracked
         msg = TrackedObject(header=header, command_id=update.command_id, state=update.state.value,
-                            present=tracked.present, score=float(tracked.score))
+                            present=update.present, score=float(update.score))
         with self._lock:
             msg.command = self._commands.get(update.command_id, "")
             lost_now = update.state is TrackState.LOST and not self._lost_reported
@@ -138,16 +154,18 @@ class TrackingOutputs:
             changed, self._state = update.state is not self._state, update.state
         if update.box is not None:
             msg.has_box, msg.box = True, [update.box.x1, update.box.y1, update.box.x2, update.box.y2]
-        if tracked.present:
-            msg.mask = mask_to_image(tracked.mask, header)
-            msg.mask_pixels = int(np.count_nonzero(tracked.mask))
+        if update.present:
+            mask = update.mask
+            msg.mask = mask_to_image(mask, header)
+            msg.mask_pixels = int(np.count_nonzero(mask))
+        fill_objects(msg, update, header)
         follower = self._follower
-        msg.frames_since_command = tracked.frame_index
+        msg.frames_since_command = update.frame_index
         msg.frames_dropped = follower.status().frames_dropped if follower is not None else 0
         msg.convert_ms, msg.track_ms = update.convert_s * 1e3, update.track_s * 1e3
         msg.latency_ms = self._latency_ms(header)
         self._send(self._tracked_pub, msg)
-        if tracked.present and self._mask_pub.get_subscription_count() > 0:
+        if update.present and self._mask_pub.get_subscription_count() > 0:
             self._send(self._mask_pub, msg.mask)
         if changed:
             self._on_change()

@@ -34,19 +34,48 @@ class TrackState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TrackUpdate:
-    """One tracked frame, for the caller to publish."""
+    """One tracked frame, for the caller to publish: every followed object, in the command's order."""
 
     command_id: str
     frame: Any
-    """The caller's frame object the mask belongs to (e.g. the ROS image, for its header)."""
-    tracked: TrackedMask
-    box: Box | None
-    """Bounding box of the mask (None when nothing is present)."""
+    """The caller's frame object the masks belong to (e.g. the ROS image, for its header)."""
+    objects: tuple[TrackedMask, ...]
+    boxes: tuple[Box | None, ...]
+    """Bounding box of each object's mask (None where the object is not present)."""
     state: TrackState
     convert_s: float
     """Turning the caller's frame into RGB (0 for the commanded frame, which comes as RGB)."""
     track_s: float
     """The tracker's call on this frame."""
+
+    @property
+    def present(self) -> bool:
+        return any(tracked.present for tracked in self.objects)
+
+    @property
+    def score(self) -> float:
+        return max(tracked.score for tracked in self.objects)
+
+    @property
+    def frame_index(self) -> int:
+        return self.objects[0].frame_index
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The union of the objects' masks."""
+        union: np.ndarray = self.objects[0].mask.copy()
+        for tracked in self.objects[1:]:
+            union |= tracked.mask
+        return union
+
+    @property
+    def box(self) -> Box | None:
+        """Bounding box of the union mask (None when no object is present)."""
+        present = [box for box in self.boxes if box is not None]
+        if not present:
+            return None
+        return Box(min(b.x1 for b in present), min(b.y1 for b in present), max(b.x2 for b in present),
+                   max(b.y2 for b in present))
 
 
 @dataclass(frozen=True)
@@ -66,12 +95,14 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return Box(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
 
 
+Prompt = tuple[Box, Sequence[Point]]
+
+
 @dataclass
 class _Target:
     command_id: str
     rgb: np.ndarray
-    box: Box
-    points: tuple[Point, ...]
+    prompts: tuple[Prompt, ...]
     frame: Any
 
 
@@ -100,10 +131,12 @@ class TrackFollower:
         self._thread = threading.Thread(target=self._run, name="segzero-tracking", daemon=True)
         self._thread.start()
 
-    def follow(self, command_id: str, rgb: np.ndarray, box: Box, points: Sequence[Point], frame: Any = None) -> None:
-        """Track this object from now on (it was found on `rgb`), replacing any current target."""
+    def follow(self, command_id: str, rgb: np.ndarray, prompts: Sequence[Prompt], frame: Any = None) -> None:
+        """Track these objects (box + points each, found on `rgb`) from now on, replacing any current target."""
+        if not prompts:
+            raise ValueError("follow needs at least one (box, points) prompt")
         with self._condition:
-            self._target = _Target(command_id, rgb, box, tuple(points), frame)
+            self._target = _Target(command_id, rgb, tuple((box, tuple(points)) for box, points in prompts), frame)
             self._generation += 1
             self._frame = None  # frames before the new target's are of no use to it
             self._condition.notify_all()
@@ -173,7 +206,7 @@ class TrackFollower:
                             continue
                         converted = self._clock()
                         last_track = started
-                        self._emit(frame, tracker.track(rgb), converted - started, self._clock() - converted)
+                        self._emit(frame, tracker.track_objects(rgb), converted - started, self._clock() - converted)
                 except Exception as exc:  # a size change or a model failure ends this track, never the process
                     if not isinstance(exc, ValueError):
                         LOG.exception("tracking failed")
@@ -186,7 +219,7 @@ class TrackFollower:
                 tracker.close()
 
     def _start(self, tracker: Tracker, target: _Target, generation: int, started: float) -> None:
-        tracked = tracker.start(target.rgb, target.box, target.points)
+        tracked = tracker.start_objects(target.rgb, target.prompts)
         with self._condition:
             if generation != self._generation:
                 return  # stopped or replaced while this target was being started
@@ -204,15 +237,15 @@ class TrackFollower:
         if self._on_failed is not None:
             self._on_failed(status)
 
-    def _emit(self, frame: Any, tracked: TrackedMask, convert_s: float, track_s: float) -> None:
+    def _emit(self, frame: Any, tracked: Sequence[TrackedMask], convert_s: float, track_s: float) -> None:
         now = self._clock()
+        boxes = tuple(mask_box(item.mask) if item.present else None for item in tracked)
         with self._condition:
             if self._stopped:
                 return  # stop() came while this frame was being tracked
-            if tracked.present:
+            if any(item.present for item in tracked):
                 self._last_present = now
             self._state = TrackState.TRACKING if now - self._last_present <= self.lost_after_s else TrackState.LOST
             self._tracked += 1
-            update = TrackUpdate(self._command_id, frame, tracked, mask_box(tracked.mask) if tracked.present else None,
-                                 self._state, convert_s, track_s)
+            update = TrackUpdate(self._command_id, frame, tuple(tracked), boxes, self._state, convert_s, track_s)
         self._publish(update)

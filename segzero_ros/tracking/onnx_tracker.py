@@ -93,33 +93,47 @@ class GraphTracker:
 
     @property
     def stored_frames(self) -> int:
-        return len(self._cond) + len(self._non_cond)
+        return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
 
     def reset(self) -> None:
-        self._cond: dict[int, dict[str, np.ndarray]] = {}
-        self._non_cond: dict[int, dict[str, np.ndarray]] = {}
+        self._objects: list[_Memory] = []
         self._frame = -1
         self._shape: tuple[int, int] | None = None
-        self._latest: np.ndarray | None = None
 
     def close(self) -> None:
         self.reset()
 
     def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+        return self.start_objects(image, [(box, points)])[0]
+
+    def track(self, image: np.ndarray) -> TrackedMask:
+        return self.track_objects(image)[0]
+
+    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+        """Forget any previous targets; remember each prompted object (one encoding, a memory per object)."""
+        if not prompts:
+            raise ValueError("start_objects needs at least one (box, points) prompt")
         self.reset()
         height, width = _check_image(image)
         self._shape, self._frame = (height, width), 0
         embed, high_0, high_1 = self._encode(image)
-        coordinates = np.asarray([[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)], np.float32)
-        coordinates = coordinates / np.asarray([width, height], np.float32) * np.float32(self._size)
-        labels = np.asarray([[2, 3, *([1] * len(points))]], np.int32)
-        low, pointer, score = self._run("prompted_heads", embed, high_0, high_1, coordinates[None], labels)
         current = _tokens(embed - self._no_mem_embed)
-        (memory,) = self._run("prompted_memory", current, low, score)
-        self._cond[0] = {"memory": bfloat16_round(memory), "pointer": pointer}
-        return self._tracked(low, score)
+        tracked = []
+        for box, points in prompts:
+            coordinates = np.asarray([[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)], np.float32)
+            coordinates = coordinates / np.asarray([width, height], np.float32) * np.float32(self._size)
+            labels = np.asarray([[2, 3, *([1] * len(points))]], np.int32)
+            low, pointer, score = self._run("prompted_heads", embed, high_0, high_1, coordinates[None], labels)
+            (features,) = self._run("prompted_memory", current, low, score)
+            memory = _Memory()
+            memory.cond[0] = {"memory": bfloat16_round(features), "pointer": pointer}
+            memory.latest = low
+            self._objects.append(memory)
+            tracked.append(self._tracked(low, score))
+        return tracked
 
-    def track(self, image: np.ndarray) -> TrackedMask:
+    def track_objects(self, image: np.ndarray) -> list[TrackedMask]:
+        """Every started object on the next frame, in the order they were started (one image encoding)."""
         if self._shape is None:
             raise RuntimeError("call start(image, box, points) before track(image)")
         size = _check_image(image)
@@ -129,22 +143,26 @@ class GraphTracker:
         self._frame += 1
         embed, high_0, high_1 = self._encode(image)
         current = _tokens(embed - self._no_mem_embed)
-        frames, frames_pos, pointers, offsets = self._memory()
-        (conditioned,) = self._run("memory_attention", current, self._vision_pos, frames, frames_pos, pointers,
-                                   offsets)
-        pix_feat = np.ascontiguousarray(conditioned.transpose(1, 2, 0).reshape(embed.shape))
-        low, pointer, score = self._run("tracking_heads", pix_feat, high_0, high_1)
-        (memory,) = self._run("memory", current, low, score)
-        tracked = self._tracked(low, score)
-        if tracked.present or not self._freeze_when_absent:
-            self._non_cond[self._frame] = {"memory": bfloat16_round(memory), "pointer": pointer}
-        for old in [index for index in self._non_cond if index <= self._frame - self._window]:
-            del self._non_cond[old]
+        tracked = []
+        for memory in self._objects:
+            frames, frames_pos, pointers, offsets = self._memory(memory)
+            (conditioned,) = self._run("memory_attention", current, self._vision_pos, frames, frames_pos, pointers,
+                                       offsets)
+            pix_feat = np.ascontiguousarray(conditioned.transpose(1, 2, 0).reshape(embed.shape))
+            low, pointer, score = self._run("tracking_heads", pix_feat, high_0, high_1)
+            (features,) = self._run("memory", current, low, score)
+            result = self._tracked(low, score)
+            memory.latest = low
+            if result.present or not self._freeze_when_absent:
+                memory.non_cond[self._frame] = {"memory": bfloat16_round(features), "pointer": pointer}
+            for old in [index for index in memory.non_cond if index <= self._frame - self._window]:
+                del memory.non_cond[old]
+            tracked.append(result)
         return tracked
 
-    def low_res_logits(self) -> np.ndarray | None:
-        """The latest frame's low-resolution mask logits 1×1×S/4² (for exactness tests)."""
-        return self._latest
+    def low_res_logits(self, index: int = 0) -> np.ndarray | None:
+        """Object `index`'s latest low-resolution mask logits 1×1×S/4² (for exactness tests)."""
+        return self._objects[index].latest if index < len(self._objects) else None
 
     # ------------------------------------------------------------------ internals
 
@@ -156,27 +174,27 @@ class GraphTracker:
         embed, high_0, high_1 = self._run(IMAGE_ENCODER, pixels)
         return embed, high_0, high_1
 
-    def _memory(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """sam2's choice of memories for the current frame (`_prepare_memory_conditioned_features`)."""
+    def _memory(self, memory: _Memory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """sam2's choice of an object's memories for the current frame (`_prepare_memory_conditioned_features`)."""
         frame = self._frame
-        chosen = [(0, out) for out in self._cond.values()]
+        chosen = [(0, out) for out in memory.cond.values()]
         for t_pos in range(1, self._num_maskmem):
             t_rel = self._num_maskmem - t_pos
             stride = self._stride
             previous = frame - 1 if t_rel == 1 else ((frame - 2) // stride) * stride - (t_rel - 2) * stride
-            out = self._non_cond.get(previous)
+            out = memory.non_cond.get(previous)
             if out is not None:
                 chosen.append((t_pos, out))
         frames = np.concatenate([_tokens(out["memory"]) for _, out in chosen])
         frames_pos = np.concatenate([self._memory_pos + self._tpos[self._num_maskmem - t_pos - 1]
                                      for t_pos, _ in chosen])
-        pointers = [((frame - t) if self._signed else abs(frame - t), out["pointer"]) for t, out in self._cond.items()
+        pointers = [((frame - t) if self._signed else abs(frame - t), out["pointer"]) for t, out in memory.cond.items()
                     if t <= frame]
         for t_diff in range(1, self._max_pointers):
             t = frame - t_diff
             if t < 0:
                 break
-            out = self._non_cond.get(t)
+            out = memory.non_cond.get(t)
             if out is not None:
                 pointers.append((t_diff, out["pointer"]))
         offsets = np.asarray([offset for offset, _ in pointers], np.int64)
@@ -185,7 +203,6 @@ class GraphTracker:
 
     def _tracked(self, low: np.ndarray, score: np.ndarray) -> TrackedMask:
         assert self._shape is not None
-        self._latest = low
         height, width = self._shape
         if self._upsample is None or self._upsample[0].shape[0] != height or self._upsample[1].shape[1] != width:
             self._upsample = (bilinear_matrix(low.shape[2], height),
@@ -194,6 +211,15 @@ class GraphTracker:
         logits = (rows @ low[0, 0]) @ columns
         logit = float(score.reshape(-1)[0])
         return TrackedMask(mask=logits > 0.0, score=_sigmoid(logit), present=logit > 0, frame_index=self._frame)
+
+class _Memory:
+    """One object's memory: its prompted frame and recent frames (memory features, object pointer)."""
+
+    def __init__(self) -> None:
+        self.cond: dict[int, dict[str, np.ndarray]] = {}
+        self.non_cond: dict[int, dict[str, np.ndarray]] = {}
+        self.latest: np.ndarray | None = None
+
 
 class OnnxTracker(GraphTracker):
     """GraphTracker on onnxruntime sessions (CPU or a GPU provider)."""

@@ -73,12 +73,11 @@ class Sam2Tracker:
 
     @property
     def stored_frames(self) -> int:
-        """Frames held in memory now (conditioning + window): bounded, whatever the stream's length."""
-        return len(self._cond) + len(self._non_cond)
+        """Frames held in memory now (conditioning + window, over all objects): bounded, however long it runs."""
+        return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
 
     def reset(self) -> None:
-        self._cond: dict[int, dict[str, Any]] = {}
-        self._non_cond: dict[int, dict[str, Any]] = {}
+        self._objects: list[_Memory] = []
         self._frame = -1
         self._size: tuple[int, int] | None = None
 
@@ -87,37 +86,55 @@ class Sam2Tracker:
         self._model = None
 
     def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+        return self.start_objects(image, [(box, points)])[0]
+
+    def track(self, image: np.ndarray) -> TrackedMask:
+        return self.track_objects(image)[0]
+
+    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+        """Forget any previous targets; remember each prompted object (the image is encoded once). Each object
+        keeps a memory of its own, as sam2's video predictor keeps one per object id."""
+        if not prompts:
+            raise ValueError("start_objects needs at least one (box, points) prompt")
         self.reset()
         torch = self._torch
         height, width = _check_image(image)
         self._size = (height, width)
         self._frame = 0
-        coordinates = [[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)]
-        labels = [2, 3, *([1] * len(points))]
+        tracked = []
         with torch.inference_mode():
             features = self._features(image)
             scale = torch.tensor([width, height], dtype=torch.float32)
-            point_inputs = {
-                "point_coords": (torch.tensor(coordinates, dtype=torch.float32) / scale * self._image_size)[None]
-                .to(self._device),
-                "point_labels": torch.tensor(labels, dtype=torch.int32)[None].to(self._device),
-            }
-            out = self._model.track_step(
-                frame_idx=0, is_init_cond_frame=True, current_vision_feats=features[0],
-                current_vision_pos_embeds=features[1], feat_sizes=features[2], point_inputs=point_inputs,
-                mask_inputs=None, output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-                num_frames=ENDLESS, track_in_reverse=False, run_mem_encoder=False, prev_sam_mask_logits=None)
-            # What the video predictor's preflight does for a prompted frame: memory from the upsampled mask.
-            high_res = torch.nn.functional.interpolate(out["pred_masks"], size=(self._image_size, self._image_size),
-                                                       mode="bilinear", align_corners=False)
-            memory, position = self._model._encode_new_memory(
-                current_vision_feats=features[0], feat_sizes=features[2], pred_masks_high_res=high_res,
-                object_score_logits=out["object_score_logits"], is_mask_from_pts=True)
-            out["maskmem_features"], out["maskmem_pos_enc"] = memory, position
-            self._cond[0] = self._compact(out)
-            return self._tracked(out)
+            for box, points in prompts:
+                memory = _Memory()
+                coordinates = [[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)]
+                labels = [2, 3, *([1] * len(points))]
+                point_inputs = {
+                    "point_coords": (torch.tensor(coordinates, dtype=torch.float32) / scale * self._image_size)[None]
+                    .to(self._device),
+                    "point_labels": torch.tensor(labels, dtype=torch.int32)[None].to(self._device),
+                }
+                out = self._model.track_step(
+                    frame_idx=0, is_init_cond_frame=True, current_vision_feats=features[0],
+                    current_vision_pos_embeds=features[1], feat_sizes=features[2], point_inputs=point_inputs,
+                    mask_inputs=None, output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+                    num_frames=ENDLESS, track_in_reverse=False, run_mem_encoder=False, prev_sam_mask_logits=None)
+                # What the video predictor's preflight does for a prompted frame: memory from the upsampled mask.
+                high_res = torch.nn.functional.interpolate(
+                    out["pred_masks"], size=(self._image_size, self._image_size), mode="bilinear",
+                    align_corners=False)
+                maskmem, position = self._model._encode_new_memory(
+                    current_vision_feats=features[0], feat_sizes=features[2], pred_masks_high_res=high_res,
+                    object_score_logits=out["object_score_logits"], is_mask_from_pts=True)
+                out["maskmem_features"], out["maskmem_pos_enc"] = maskmem, position
+                memory.cond[0] = self._compact(out)
+                memory.latest = out["pred_masks"]
+                self._objects.append(memory)
+                tracked.append(self._tracked(out))
+        return tracked
 
-    def track(self, image: np.ndarray) -> TrackedMask:
+    def track_objects(self, image: np.ndarray) -> list[TrackedMask]:
+        """Every started object on the next frame, in the order they were started (one image encoding)."""
         if self._size is None:
             raise RuntimeError("call start(image, box, points) before track(image)")
         torch = self._torch
@@ -126,19 +143,24 @@ class Sam2Tracker:
             raise ValueError(f"frame is {size[1]}×{size[0]} but tracking started on {self._size[1]}×{self._size[0]}; "
                              "reset and start again")
         self._frame += 1
+        tracked = []
         with torch.inference_mode():
             features = self._features(image)
-            out = self._model.track_step(
-                frame_idx=self._frame, is_init_cond_frame=False, current_vision_feats=features[0],
-                current_vision_pos_embeds=features[1], feat_sizes=features[2], point_inputs=None, mask_inputs=None,
-                output_dict={"cond_frame_outputs": self._cond, "non_cond_frame_outputs": self._non_cond},
-                num_frames=ENDLESS, track_in_reverse=False, run_mem_encoder=True)
-            tracked = self._tracked(out)
-            if tracked.present or not self._freeze_when_absent:
-                self._non_cond[self._frame] = self._compact(out)
-            for old in [index for index in self._non_cond if index <= self._frame - self._window]:
-                del self._non_cond[old]
-            return tracked
+            for memory in self._objects:
+                out = self._model.track_step(
+                    frame_idx=self._frame, is_init_cond_frame=False, current_vision_feats=features[0],
+                    current_vision_pos_embeds=features[1], feat_sizes=features[2], point_inputs=None,
+                    mask_inputs=None,
+                    output_dict={"cond_frame_outputs": memory.cond, "non_cond_frame_outputs": memory.non_cond},
+                    num_frames=ENDLESS, track_in_reverse=False, run_mem_encoder=True)
+                result = self._tracked(out)
+                memory.latest = out["pred_masks"]
+                if result.present or not self._freeze_when_absent:
+                    memory.non_cond[self._frame] = self._compact(out)
+                for old in [index for index in memory.non_cond if index <= self._frame - self._window]:
+                    del memory.non_cond[old]
+                tracked.append(result)
+        return tracked
 
     # ------------------------------------------------------------------ internals
 
@@ -173,10 +195,18 @@ class Sam2Tracker:
         mask = (logits[0, 0] > 0.0).cpu().numpy()
         return TrackedMask(mask=mask, score=_sigmoid(score_logit), present=score_logit > 0, frame_index=self._frame)
 
-    def low_res_logits(self) -> Any:
-        """The latest frame's low-resolution mask logits (for exactness tests against sam2's predictor)."""
-        latest = self._non_cond.get(self._frame) or self._cond.get(self._frame)
-        return None if latest is None else latest["pred_masks"]
+    def low_res_logits(self, index: int = 0) -> Any:
+        """Object `index`'s latest low-resolution mask logits (for exactness tests against sam2's predictor)."""
+        return self._objects[index].latest if index < len(self._objects) else None
+
+
+class _Memory:
+    """One object's memory: its prompted frame and the recent frames' outputs, as the predictor keeps them."""
+
+    def __init__(self) -> None:
+        self.cond: dict[int, dict[str, Any]] = {}
+        self.non_cond: dict[int, dict[str, Any]] = {}
+        self.latest: Any = None
 
 
 def _sigmoid(value: float) -> float:

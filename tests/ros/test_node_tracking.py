@@ -258,3 +258,49 @@ def test_tracking_disabled_says_so(node_factory, harness, wiring, outputs_file):
     reply = wiring.stop_tracking()
     assert (reply.success, reply.message) == (False, "tracking is disabled (tracking.enabled false)")
     assert wiring.status.wait_for(lambda m: m.lifecycle_state == "active").tracking_state == "disabled"
+
+
+# VisionReasoner answers in the 840 frame; on 160×120, x × 160/840 and y × 120/840: the disc (22..58, 42..78,
+# point 40, 60) and a patch of background (100..150, 20..70, point 125, 45).
+TWO_OBJECTS = ('<think>the disc and the patch</think><answer>[{"bbox_2d": [116, 294, 305, 546], "point_2d": [210, 420]}, '
+               '{"bbox_2d": [525, 140, 788, 490], "point_2d": [656, 315]}]</answer>')
+
+
+def test_every_object_of_a_multi_object_answer_is_tracked(make_node, wiring, tmp_path, tiny_sam2):
+    outputs = tmp_path / "two.json"
+    outputs.write_text(json.dumps({"*": TWO_OBJECTS}))
+    node = make_node(**{"reasoner.model": str(outputs), "reasoner.answer_format": "vision_reasoner"})
+    frames = moving_disc(3)
+    wiring.send_image(node, frame_message(frames[0], 400))
+    result = wiring.command("the disc and the patch")
+    assert result.success and result.object_count == 2, result.error
+    wiring.image_pub.publish(frame_message(frames[1], 401))
+    tracked = wiring.tracked_frame(401)
+
+    oracle = build_tracker(tiny_sam2.segmenter_config())
+    try:
+        points = np.asarray(result.object_points).reshape(-1, 2)
+        prompts, start = [], 0
+        for index in range(2):
+            box = Box(*(int(v) for v in result.object_boxes[4 * index: 4 * index + 4]))
+            count = result.object_point_counts[index]
+            prompts.append((box, tuple(Point(int(x), int(y)) for x, y in points[start:start + count])))
+            start += count
+        oracle.start_objects(frames[0], prompts)
+        expected = oracle.track_objects(frames[1])
+    finally:
+        oracle.close()
+    assert tracked.object_count == 2 and list(tracked.object_present) == [e.present for e in expected]
+    assert list(tracked.object_scores) == pytest.approx([e.score for e in expected], abs=1e-6)
+    union = expected[0].mask | expected[1].mask
+    assert tracked.present == union.any() and tracked.mask_pixels == int(union.sum())
+    for index, want in enumerate(expected):
+        box = list(tracked.object_boxes[4 * index: 4 * index + 4])
+        if want.present:
+            rows, cols = np.flatnonzero(want.mask.any(1)), np.flatnonzero(want.mask.any(0))
+            assert box == [cols[0], rows[0], cols[-1], rows[-1]]
+        else:
+            assert box == [-1, -1, -1, -1]
+    labels = np.frombuffer(tracked.labels.data, np.uint8).reshape(120, tracked.labels.step)[:, :160]
+    expected_labels = np.where(expected[0].mask, 1, np.where(expected[1].mask, 2, 0))
+    np.testing.assert_array_equal(labels, expected_labels)
