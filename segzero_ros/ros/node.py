@@ -353,9 +353,9 @@ class SegZeroNode(LifecycleNode):
                                    f"in {msg.latency_s:.2f} s")
         else:
             self.get_logger().warning(f"[{msg.command_id}] {command}: {msg.error_kind}: {msg.error}")
+        self._tracking.follow(answer, msg.header)  # armed before anyone hears the result: no frame falls between
         self._publish(self._result_pub, msg)
         self._stream.finish(answer.job.command_id)
-        self._tracking.follow(answer, msg.header)
         if answer.job.context.reply is not None:
             answer.job.context.reply(msg)
 

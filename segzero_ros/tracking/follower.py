@@ -139,6 +139,7 @@ class TrackFollower:
             self._target = _Target(command_id, rgb, tuple((box, tuple(points)) for box, points in prompts), frame)
             self._generation += 1
             self._frame = None  # frames before the new target's are of no use to it
+            self._stopped = False  # frames offered while the target is being started are kept for it
             self._condition.notify_all()
 
     def offer(self, frame: Any) -> None:
@@ -206,7 +207,8 @@ class TrackFollower:
                             continue
                         converted = self._clock()
                         last_track = started
-                        self._emit(frame, tracker.track_objects(rgb), converted - started, self._clock() - converted)
+                        self._emit(frame, tracker.track_objects(rgb), converted - started, self._clock() - converted,
+                                   generation)
                 except Exception as exc:  # a size change or a model failure ends this track, never the process
                     if not isinstance(exc, ValueError):
                         LOG.exception("tracking failed")
@@ -225,7 +227,7 @@ class TrackFollower:
                 return  # stopped or replaced while this target was being started
             self._stopped, self._command_id, self._error = False, target.command_id, ""
             self._last_present = started
-        self._emit(target.frame, tracked, 0.0, self._clock() - started)
+        self._emit(target.frame, tracked, 0.0, self._clock() - started, generation)
 
     def _fail(self, error: str, generation: int, command_id: str | None = None) -> None:
         with self._condition:
@@ -237,12 +239,13 @@ class TrackFollower:
         if self._on_failed is not None:
             self._on_failed(status)
 
-    def _emit(self, frame: Any, tracked: Sequence[TrackedMask], convert_s: float, track_s: float) -> None:
+    def _emit(self, frame: Any, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
+              generation: int) -> None:
         now = self._clock()
         boxes = tuple(mask_box(item.mask) if item.present else None for item in tracked)
         with self._condition:
-            if self._stopped:
-                return  # stop() came while this frame was being tracked
+            if self._stopped or generation != self._generation:
+                return  # stop() or a new target came while this frame was being tracked
             if any(item.present for item in tracked):
                 self._last_present = now
             self._state = TrackState.TRACKING if now - self._last_present <= self.lost_after_s else TrackState.LOST

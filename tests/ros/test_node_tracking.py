@@ -75,9 +75,16 @@ class Wiring:
             inbox.clear()
 
     def send_image(self, node: Any, msg: Any) -> None:
+        """Publish until the node has it: the camera QoS is best effort, so one sample may be lost."""
         before = node.status().images_received
-        self.image_pub.publish(msg)
-        wait_until(lambda: node.status().images_received > before, what="the node to receive the image")
+        for _ in range(20):
+            self.image_pub.publish(msg)
+            try:
+                wait_until(lambda: node.status().images_received > before, 1.0, "the node to receive the image")
+                return
+            except TimeoutError:
+                continue
+        raise TimeoutError("the node never received the image (20 tries)")
 
     def command(self, text: str, timeout: float = 60) -> Any:
         """Send `text`; its (new) result."""
@@ -150,7 +157,7 @@ def test_the_node_follows_the_commanded_object_frame_by_frame_exactly_as_the_tra
     assert first.header.frame_id == "camera" and first.track_ms > 0 and first.convert_ms == 0
     received = [first]
     for index in range(1, len(frames)):  # one at a time: nothing is dropped, every frame is tracked
-        wiring.image_pub.publish(frame_message(frames[index], 100 + index))
+        wiring.send_image(node, frame_message(frames[index], 100 + index))
         received.append(wiring.tracked_frame(100 + index))
 
     oracle = build_tracker(tiny_sam2.segmenter_config())
@@ -195,7 +202,7 @@ def test_unusable_frames_and_size_changes_end_the_track_clearly_and_reacquire_re
 
     bad = frame_message(frames[1], 201)
     bad.encoding = "yuv9000"
-    wiring.image_pub.publish(bad)
+    wiring.send_image(node, bad)
     failed = wiring.status.wait_for(lambda m: m.tracking_state == "failed")
     assert failed.tracking_error.startswith("unusable camera frame: unsupported image encoding 'yuv9000'")
     assert failed.tracking_command_id == first.command_id and failed.lifecycle_state == "active"
@@ -205,7 +212,7 @@ def test_unusable_frames_and_size_changes_end_the_track_clearly_and_reacquire_re
     second = wiring.command("the red disc")
     assert second.success and second.command_id != first.command_id
     assert wiring.tracked_frame(202).command_id == second.command_id
-    wiring.image_pub.publish(frame_message(np.ascontiguousarray(frames[2][:96, :128]), 203))
+    wiring.send_image(node, frame_message(np.ascontiguousarray(frames[2][:96, :128]), 203))
     failed = wiring.status.wait_for(lambda m: m.tracking_state == "failed" and m.tracking_command_id == second.command_id)
     assert failed.tracking_error == "frame is 128×96 but tracking started on 160×120; reset and start again"
 
@@ -216,7 +223,7 @@ def test_unusable_frames_and_size_changes_end_the_track_clearly_and_reacquire_re
     wiring.tracked_frame(204)
     before = {m.command_id for m in wiring.results.messages}
     small = np.ascontiguousarray(frames[2][:96, :128])
-    wiring.image_pub.publish(frame_message(small, 205))
+    wiring.send_image(node, frame_message(small, 205))
     rerun = wiring.results.wait_for(lambda m: m.command_id not in before, 60)
     assert rerun.command == "the red disc" and rerun.success and (rerun.mask.width, rerun.mask.height) == (128, 96)
     restarted = wiring.tracked.wait_for(lambda m: m.command_id == rerun.command_id, 60)
@@ -235,7 +242,7 @@ def test_reasoning_a_new_command_does_not_stall_tracking_and_its_result_replaces
     wiring.command_pub.publish(String(data="the red disc again"))
     wait_until(lambda: node.status().busy, 20, "the second command to start reasoning")
     for index in range(1, 4):
-        wiring.image_pub.publish(frame_message(frames[index], 300 + index))
+        wiring.send_image(node, frame_message(frames[index], 300 + index))
         tracked = wiring.tracked_frame(300 + index)
         assert tracked.command_id == first.command_id and tracked.frames_since_command == index
     assert node.status().busy, "tracking went on while the reasoner was still busy"
@@ -245,7 +252,7 @@ def test_reasoning_a_new_command_does_not_stall_tracking_and_its_result_replaces
     assert second.success and second.header.stamp.sec == 300  # paired with the newest frame when it came
     restarted = wiring.tracked.wait_for(lambda m: m.command_id == second.command_id)
     assert restarted.frames_since_command == 0 and restarted.header.stamp.sec == 300  # the object's frame
-    wiring.image_pub.publish(frame_message(frames[4], 304))
+    wiring.send_image(node, frame_message(frames[4], 304))
     assert wiring.tracked_frame(304).command_id == second.command_id
 
 
@@ -274,7 +281,7 @@ def test_every_object_of_a_multi_object_answer_is_tracked(make_node, wiring, tmp
     wiring.send_image(node, frame_message(frames[0], 400))
     result = wiring.command("the disc and the patch")
     assert result.success and result.object_count == 2, result.error
-    wiring.image_pub.publish(frame_message(frames[1], 401))
+    wiring.send_image(node, frame_message(frames[1], 401))
     tracked = wiring.tracked_frame(401)
 
     oracle = build_tracker(tiny_sam2.segmenter_config())
