@@ -13,6 +13,23 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 
+def sam2_memory_conditioned(model, inputs, max_pointers):
+    """What sam2 itself computes from the graph's inputs (its complex RoPE and its own pointer encoding, as
+    `_prepare_memory_conditioned_features` does): the reference the graph is checked against."""
+    from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+    current, current_pos, frames, frames_pos, pointers, offsets = inputs
+    channels, mem_dim = int(model.hidden_dim), int(model.mem_dim)
+    tpos_dim = channels if model.proj_tpos_enc_in_obj_ptrs else mem_dim
+    pointer_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(offsets / (max_pointers - 1), dim=tpos_dim))
+    pointer_pos = pointer_pos.unsqueeze(1).expand(-1, 1, mem_dim)
+    split = channels // mem_dim
+    tokens = pointers.reshape(-1, 1, split, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+    pointer_pos = pointer_pos.repeat_interleave(split, dim=0)
+    return model.memory_attention(curr=current, memory=torch.cat([frames, tokens]), curr_pos=current_pos,
+                                  memory_pos=torch.cat([frames_pos, pointer_pos]), num_obj_ptr_tokens=tokens.shape[0])
+
+
 @pytest.fixture(scope="module")
 def video_model(tiny_sam2):
     from segzero_ros.segmentation.sam2_backend import build_sam2_model
@@ -29,7 +46,6 @@ def test_real_valued_rope_equals_sams_complex_rope(video_model, frames, pointers
         RealRoPEAttention,
         Sam2MemoryAttentionGraph,
         memory_attention_example,
-        sam2_memory_conditioned,
     )
 
     graph = Sam2MemoryAttentionGraph(video_model, max_pointers=16).eval()
@@ -116,7 +132,6 @@ def test_memory_attention_graph_takes_every_memory_size_and_passes_the_tensorrt_
     from segzero_ros.export.tracking_graphs import (
         MEMORY_ATTENTION_INPUTS,
         memory_attention_example,
-        sam2_memory_conditioned,
     )
 
     folder = onnx_tracker.folder

@@ -249,25 +249,6 @@ def memory_attention_example(model: Any, frames: int = 2, pointers: int = 2, see
             normal(frames * tokens, 1, memory), normal(pointers, 1, channels), offsets)
 
 
-def sam2_memory_conditioned(model: Any, inputs: tuple[torch.Tensor, ...], max_pointers: int) -> torch.Tensor:
-    """What sam2 itself computes from the graph's inputs (its complex RoPE and its own pointer encoding): the
-    reference the graph is checked against."""
-    from sam2.modeling.sam2_utils import get_1d_sine_pe
-
-    current, current_pos, frames, frames_pos, pointers, offsets = inputs
-    channels, mem_dim = int(model.hidden_dim), int(model.mem_dim)
-    tpos_dim = channels if model.proj_tpos_enc_in_obj_ptrs else mem_dim
-    pointer_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(offsets / (max_pointers - 1), dim=tpos_dim))
-    pointer_pos = pointer_pos.unsqueeze(1).expand(-1, 1, mem_dim)
-    split = channels // mem_dim
-    tokens = pointers.reshape(-1, 1, split, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
-    pointer_pos = pointer_pos.repeat_interleave(split, dim=0)
-    out: torch.Tensor = model.memory_attention(curr=current, memory=torch.cat([frames, tokens]), curr_pos=current_pos,
-                                               memory_pos=torch.cat([frames_pos, pointer_pos]),
-                                               num_obj_ptr_tokens=tokens.shape[0])
-    return out
-
-
 def tracking_constants(model: Any) -> dict[str, np.ndarray]:
     """The model's constant tensors the tracker combines in numpy (float32)."""
     side = int(model.image_size) // int(model.backbone_stride)
@@ -368,6 +349,5 @@ __all__ = [
     "memory_attention_example",
     "real_rope_memory_attention",
     "rotate_pairs",
-    "sam2_memory_conditioned",
     "tracking_constants",
 ]

@@ -32,6 +32,15 @@ class CommandContext:
     """Called with the result message (the Segment service), or None."""
 
 
+def publish_quietly(publisher: Any, msg: Any, logger: Any) -> None:
+    """Publish from any thread; a failure (only when the context is already shut down, at process exit) is
+    logged at debug level instead of raising into a worker."""
+    try:
+        publisher.publish(msg)
+    except Exception as exc:
+        logger.debug(f"not published on {publisher.topic_name}: {exc!r}")
+
+
 def parameter_descriptor(spec: ParamSpec) -> Any:
     """The ROS declaration of one parameter: description, the rule in words, and its range, so ROS itself
     refuses values outside it (`ros2 param describe` shows all of it)."""

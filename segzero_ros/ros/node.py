@@ -42,6 +42,7 @@ from segzero_ros.ros.messages import (
     CommandContext,
     diagnostics_message,
     parameter_descriptor,
+    publish_quietly,
     result_message,
     source_header,
     status_message,
@@ -360,10 +361,7 @@ class SegZeroNode(LifecycleNode):
             answer.job.context.reply(msg)
 
     def _publish(self, publisher: Any, msg: Any) -> None:
-        try:
-            publisher.publish(msg)
-        except Exception as exc:  # only when the context is already shut down (process exit)
-            self.get_logger().debug(f"not published on {publisher.topic_name}: {exc!r}")
+        publish_quietly(publisher, msg, self.get_logger())
 
     def status(self) -> Any:
         """The current SegZeroStatus (what ~/status carries)."""

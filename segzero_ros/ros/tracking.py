@@ -25,6 +25,7 @@ from segzero_ros.core.geometry import Box
 from segzero_ros.core.result import SegmentedObject, instance_labels
 from segzero_ros.msg import TrackedObject
 from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
+from segzero_ros.ros.messages import publish_quietly
 from segzero_ros.scheduler import Answer
 from segzero_ros.tiny import tiny_pipeline_config
 from segzero_ros.tracking import build_tracker
@@ -164,9 +165,9 @@ class TrackingOutputs:
         msg.frames_dropped = follower.status().frames_dropped if follower is not None else 0
         msg.convert_ms, msg.track_ms = update.convert_s * 1e3, update.track_s * 1e3
         msg.latency_ms = self._latency_ms(header)
-        self._send(self._tracked_pub, msg)
+        publish_quietly(self._tracked_pub, msg, self._node.get_logger())
         if update.present and self._mask_pub.get_subscription_count() > 0:
-            self._send(self._mask_pub, msg.mask)
+            publish_quietly(self._mask_pub, msg.mask, self._node.get_logger())
         if changed:
             self._on_change()
         if lost_now:
@@ -193,12 +194,6 @@ class TrackingOutputs:
             return -1.0
         now = self._node.get_clock().now().nanoseconds
         return float(now - (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))) / 1e6
-
-    def _send(self, publisher: Any, msg: Any) -> None:
-        try:
-            publisher.publish(msg)
-        except Exception as exc:  # only when the context is already shut down (process exit)
-            self._node.get_logger().debug(f"not published on {publisher.topic_name}: {exc!r}")
 
     def _on_stop(self, request: Any, response: Any) -> Any:
         follower = self._follower

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -50,6 +51,22 @@ class Tracker(Protocol):
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_frame(image: object) -> tuple[int, int]:
+    """(height, width) of an RGB uint8 H×W×3 frame; ValueError saying what it is otherwise."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
+        raise ValueError(f"expected an RGB uint8 H×W×3 frame, got {described}")
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def presence_probability(logit: float) -> float:
+    """Sigmoid of SAM2's object-score logit, overflow-free (sam2 uses -1024 for "no object")."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    exponential = math.exp(logit)
+    return exponential / (1.0 + exponential)
 
 
 TRACKER_BACKENDS: dict[str, str] = {

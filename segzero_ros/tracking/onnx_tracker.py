@@ -27,7 +27,7 @@ from segzero_ros.core.geometry import Box, Point
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.segmentation.manifest import Sam2OnnxManifest, load_manifest
 from segzero_ros.segmentation.processing import bilinear_matrix
-from segzero_ros.tracking.base import TrackedMask
+from segzero_ros.tracking.base import TrackedMask, check_frame, presence_probability
 
 IMAGE_ENCODER = "encoder"
 TRACKING_ROLES = ("memory_attention", "prompted_heads", "tracking_heads", "prompted_memory", "memory")
@@ -114,7 +114,7 @@ class GraphTracker:
         if not prompts:
             raise ValueError("start_objects needs at least one (box, points) prompt")
         self.reset()
-        height, width = _check_image(image)
+        height, width = check_frame(image)
         self._shape, self._frame = (height, width), 0
         embed, high_0, high_1 = self._encode(image)
         current = _tokens(embed - self._no_mem_embed)
@@ -136,7 +136,7 @@ class GraphTracker:
         """Every started object on the next frame, in the order they were started (one image encoding)."""
         if self._shape is None:
             raise RuntimeError("call start(image, box, points) before track(image)")
-        size = _check_image(image)
+        size = check_frame(image)
         if size != self._shape:
             raise ValueError(f"frame is {size[1]}×{size[0]} but tracking started on {self._shape[1]}×{self._shape[0]}; "
                              "reset and start again")
@@ -210,7 +210,9 @@ class GraphTracker:
         rows, columns = self._upsample
         logits = (rows @ low[0, 0]) @ columns
         logit = float(score.reshape(-1)[0])
-        return TrackedMask(mask=logits > 0.0, score=_sigmoid(logit), present=logit > 0, frame_index=self._frame)
+        return TrackedMask(mask=logits > 0.0, score=presence_probability(logit), present=logit > 0,
+                           frame_index=self._frame)
+
 
 class _Memory:
     """One object's memory: its prompted frame and recent frames (memory features, object pointer)."""
@@ -301,19 +303,3 @@ def _tokens(features: np.ndarray) -> np.ndarray:
     """1×C×H×W → HW×1×C (sam2's sequence-first layout)."""
     channels = features.shape[1]
     return np.ascontiguousarray(features.reshape(channels, -1).T[:, None, :])
-
-
-def _sigmoid(value: float) -> float:
-    import math
-
-    if value >= 0:
-        return 1.0 / (1.0 + math.exp(-value))
-    exponential = math.exp(value)
-    return exponential / (1.0 + exponential)
-
-
-def _check_image(image: np.ndarray) -> tuple[int, int]:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
-        raise ValueError(f"expected an RGB uint8 H×W×3 frame, got {described}")
-    return int(image.shape[0]), int(image.shape[1])

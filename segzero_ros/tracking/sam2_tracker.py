@@ -20,7 +20,6 @@ it too). `memory_frames` < 7 reads fewer memory frames (faster, results change: 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.segmentation.sam2_backend import build_sam2_model
-from segzero_ros.tracking.base import TrackedMask
+from segzero_ros.tracking.base import TrackedMask, check_frame, presence_probability
 
 ENDLESS = 1 << 30
 """`num_frames` for a live stream: more frames than any pointer window."""
@@ -98,7 +97,7 @@ class Sam2Tracker:
             raise ValueError("start_objects needs at least one (box, points) prompt")
         self.reset()
         torch = self._torch
-        height, width = _check_image(image)
+        height, width = check_frame(image)
         self._size = (height, width)
         self._frame = 0
         tracked = []
@@ -138,7 +137,7 @@ class Sam2Tracker:
         if self._size is None:
             raise RuntimeError("call start(image, box, points) before track(image)")
         torch = self._torch
-        size = _check_image(image)
+        size = check_frame(image)
         if size != self._size:
             raise ValueError(f"frame is {size[1]}×{size[0]} but tracking started on {self._size[1]}×{self._size[0]}; "
                              "reset and start again")
@@ -193,7 +192,8 @@ class Sam2Tracker:
                                                        align_corners=False)
         score_logit = float(out["object_score_logits"].reshape(-1)[0])
         mask = (logits[0, 0] > 0.0).cpu().numpy()
-        return TrackedMask(mask=mask, score=_sigmoid(score_logit), present=score_logit > 0, frame_index=self._frame)
+        return TrackedMask(mask=mask, score=presence_probability(score_logit), present=score_logit > 0,
+                           frame_index=self._frame)
 
     def low_res_logits(self, index: int = 0) -> Any:
         """Object `index`'s latest low-resolution mask logits (for exactness tests against sam2's predictor)."""
@@ -207,18 +207,3 @@ class _Memory:
         self.cond: dict[int, dict[str, Any]] = {}
         self.non_cond: dict[int, dict[str, Any]] = {}
         self.latest: Any = None
-
-
-def _sigmoid(value: float) -> float:
-    """Overflow-free: sam2 uses -1024 logits for "no object"."""
-    if value >= 0:
-        return 1.0 / (1.0 + math.exp(-value))
-    exponential = math.exp(value)
-    return exponential / (1.0 + exponential)
-
-
-def _check_image(image: np.ndarray) -> tuple[int, int]:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
-        raise ValueError(f"expected an RGB uint8 H×W×3 frame, got {described}")
-    return int(image.shape[0]), int(image.shape[1])
