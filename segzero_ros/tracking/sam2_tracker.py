@@ -75,6 +75,13 @@ class Sam2Tracker:
         """Frames held in memory now (conditioning + window, over all objects): bounded, however long it runs."""
         return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
 
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the tensors held in memory now (what grows without bound in sam2's own video predictor)."""
+        return sum(value.element_size() * value.nelement() for memory in self._objects
+                   for outputs in (*memory.cond.values(), *memory.non_cond.values())
+                   for value in _tensors(outputs))
+
     def reset(self) -> None:
         self._objects: list[_Memory] = []
         self._frame = -1
@@ -198,6 +205,11 @@ class Sam2Tracker:
     def low_res_logits(self, index: int = 0) -> Any:
         """Object `index`'s latest low-resolution mask logits (for exactness tests against sam2's predictor)."""
         return self._objects[index].latest if index < len(self._objects) else None
+
+
+def _tensors(outputs: dict[str, Any]) -> list[Any]:
+    values = [value for value in outputs.values() if value is not None]
+    return [item for value in values for item in (value if isinstance(value, list) else [value])]
 
 
 class _Memory:
