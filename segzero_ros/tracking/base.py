@@ -53,6 +53,50 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
+class ObjectMemory:
+    """One tracked object's memory, kept as sam2's video predictor keeps it per object id: the prompted
+    frame's outputs (`cond`), the recent frames' (`non_cond`, a bounded window) and the latest low-res logits."""
+
+    def __init__(self) -> None:
+        self.cond: dict[int, dict[str, Any]] = {}
+        self.non_cond: dict[int, dict[str, Any]] = {}
+        self.latest: Any = None
+
+
+class ObjectTrackerBase:
+    """What every tracker backend shares: its name, the single-object verbs as the multi-object ones with one
+    prompt, and the memory count. Subclasses set `_name` and `_objects` and implement `start_objects` /
+    `track_objects`."""
+
+    _name: str
+    _objects: list[ObjectMemory]
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def stored_frames(self) -> int:
+        """Frames held in memory now (prompted + window, over all objects): bounded, however long it runs."""
+        return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
+
+    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+        return self.start_objects(image, [(box, points)])[0]
+
+    def track(self, image: np.ndarray) -> TrackedMask:
+        return self.track_objects(image)[0]
+
+    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+        raise NotImplementedError
+
+    def track_objects(self, image: np.ndarray) -> list[TrackedMask]:
+        raise NotImplementedError
+
+    def low_res_logits(self, index: int = 0) -> Any:
+        """Object `index`'s latest low-resolution mask logits (for exactness tests)."""
+        return self._objects[index].latest if index < len(self._objects) else None
+
+
 def check_frame(image: object) -> tuple[int, int]:
     """(height, width) of an RGB uint8 H×W×3 frame; ValueError saying what it is otherwise."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -27,7 +27,7 @@ from segzero_ros.core.geometry import Box, Point
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.segmentation.manifest import Sam2OnnxManifest, load_manifest
 from segzero_ros.segmentation.processing import bilinear_matrix
-from segzero_ros.tracking.base import TrackedMask, check_frame, presence_probability
+from segzero_ros.tracking.base import ObjectMemory, ObjectTrackerBase, TrackedMask, check_frame, presence_probability
 
 IMAGE_ENCODER = "encoder"
 TRACKING_ROLES = ("memory_attention", "prompted_heads", "tracking_heads", "prompted_memory", "memory")
@@ -41,7 +41,7 @@ def bfloat16_round(values: np.ndarray) -> np.ndarray:
     return result
 
 
-class GraphTracker:
+class GraphTracker(ObjectTrackerBase):
     """The Tracker protocol over an export's graphs; subclasses say how a graph runs (`_run`)."""
 
     def __init__(self, folder: Path, manifest: Sam2OnnxManifest, *, memory_frames: int | None = None,
@@ -87,27 +87,13 @@ class GraphTracker:
         """Run graph `role` on `inputs` (in the graph's input order); its outputs in order."""
         raise NotImplementedError
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def stored_frames(self) -> int:
-        return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
-
     def reset(self) -> None:
-        self._objects: list[_Memory] = []
+        self._objects: list[ObjectMemory] = []
         self._frame = -1
         self._shape: tuple[int, int] | None = None
 
     def close(self) -> None:
         self.reset()
-
-    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
-        return self.start_objects(image, [(box, points)])[0]
-
-    def track(self, image: np.ndarray) -> TrackedMask:
-        return self.track_objects(image)[0]
 
     def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
         """Forget any previous targets; remember each prompted object (one encoding, a memory per object)."""
@@ -125,7 +111,7 @@ class GraphTracker:
             labels = np.asarray([[2, 3, *([1] * len(points))]], np.int32)
             low, pointer, score = self._run("prompted_heads", embed, high_0, high_1, coordinates[None], labels)
             (features,) = self._run("prompted_memory", current, low, score)
-            memory = _Memory()
+            memory = ObjectMemory()
             memory.cond[0] = {"memory": bfloat16_round(features), "pointer": pointer}
             memory.latest = low
             self._objects.append(memory)
@@ -160,10 +146,6 @@ class GraphTracker:
             tracked.append(result)
         return tracked
 
-    def low_res_logits(self, index: int = 0) -> np.ndarray | None:
-        """Object `index`'s latest low-resolution mask logits 1×1×S/4² (for exactness tests)."""
-        return self._objects[index].latest if index < len(self._objects) else None
-
     # ------------------------------------------------------------------ internals
 
     def _encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,7 +156,7 @@ class GraphTracker:
         embed, high_0, high_1 = self._run(IMAGE_ENCODER, pixels)
         return embed, high_0, high_1
 
-    def _memory(self, memory: _Memory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _memory(self, memory: ObjectMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """sam2's choice of an object's memories for the current frame (`_prepare_memory_conditioned_features`)."""
         frame = self._frame
         chosen = [(0, out) for out in memory.cond.values()]
@@ -213,14 +195,6 @@ class GraphTracker:
         return TrackedMask(mask=logits > 0.0, score=presence_probability(logit), present=logit > 0,
                            frame_index=self._frame)
 
-
-class _Memory:
-    """One object's memory: its prompted frame and recent frames (memory features, object pointer)."""
-
-    def __init__(self) -> None:
-        self.cond: dict[int, dict[str, np.ndarray]] = {}
-        self.non_cond: dict[int, dict[str, np.ndarray]] = {}
-        self.latest: np.ndarray | None = None
 
 
 class OnnxTracker(GraphTracker):

@@ -28,7 +28,7 @@ import numpy as np
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.segmentation.sam2_backend import build_sam2_model
-from segzero_ros.tracking.base import TrackedMask, check_frame, presence_probability
+from segzero_ros.tracking.base import ObjectMemory, ObjectTrackerBase, TrackedMask, check_frame, presence_probability
 
 ENDLESS = 1 << 30
 """`num_frames` for a live stream: more frames than any pointer window."""
@@ -36,7 +36,7 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
-class Sam2Tracker:
+class Sam2Tracker(ObjectTrackerBase):
     def __init__(self, model: Any, name: str, *, memory_frames: int | None = None,
                  freeze_when_absent: bool = False) -> None:
         """`model`: a SAM2VideoPredictor (sam2's video settings); most callers want `from_config`.
@@ -67,15 +67,6 @@ class Sam2Tracker:
         return cls(model, name, **options)
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def stored_frames(self) -> int:
-        """Frames held in memory now (conditioning + window, over all objects): bounded, however long it runs."""
-        return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
-
-    @property
     def stored_bytes(self) -> int:
         """Bytes of the tensors held in memory now (what grows without bound in sam2's own video predictor)."""
         return sum(value.element_size() * value.nelement() for memory in self._objects
@@ -83,19 +74,13 @@ class Sam2Tracker:
                    for value in _tensors(outputs))
 
     def reset(self) -> None:
-        self._objects: list[_Memory] = []
+        self._objects: list[ObjectMemory] = []
         self._frame = -1
         self._size: tuple[int, int] | None = None
 
     def close(self) -> None:
         self.reset()
         self._model = None
-
-    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
-        return self.start_objects(image, [(box, points)])[0]
-
-    def track(self, image: np.ndarray) -> TrackedMask:
-        return self.track_objects(image)[0]
 
     def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
         """Forget any previous targets; remember each prompted object (the image is encoded once). Each object
@@ -112,7 +97,7 @@ class Sam2Tracker:
             features = self._features(image)
             scale = torch.tensor([width, height], dtype=torch.float32)
             for box, points in prompts:
-                memory = _Memory()
+                memory = ObjectMemory()
                 coordinates = [[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)]
                 labels = [2, 3, *([1] * len(points))]
                 point_inputs = {
@@ -202,20 +187,8 @@ class Sam2Tracker:
         return TrackedMask(mask=mask, score=presence_probability(score_logit), present=score_logit > 0,
                            frame_index=self._frame)
 
-    def low_res_logits(self, index: int = 0) -> Any:
-        """Object `index`'s latest low-resolution mask logits (for exactness tests against sam2's predictor)."""
-        return self._objects[index].latest if index < len(self._objects) else None
-
 
 def _tensors(outputs: dict[str, Any]) -> list[Any]:
     values = [value for value in outputs.values() if value is not None]
     return [item for value in values for item in (value if isinstance(value, list) else [value])]
 
-
-class _Memory:
-    """One object's memory: its prompted frame and the recent frames' outputs, as the predictor keeps them."""
-
-    def __init__(self) -> None:
-        self.cond: dict[int, dict[str, Any]] = {}
-        self.non_cond: dict[int, dict[str, Any]] = {}
-        self.latest: Any = None
