@@ -216,9 +216,12 @@ class OnnxTracker(GraphTracker):
         if cpu_threads > 0:
             options.intra_op_num_threads = cpu_threads
         self._sessions: dict[str, Any] = {}
+        self._input_names: dict[str, list[str]] = {}
+        """role → its graph's input names, read once (every frame runs several graphs)."""
         for role, path in self.graph_files().items():
             try:
                 self._sessions[role] = ort.InferenceSession(str(path), options, providers=list(providers))
+                self._input_names[role] = [value.name for value in self._sessions[role].get_inputs()]
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
                 raise ModelLoadError(f"onnxruntime cannot load {path}: {error}") from error
 
@@ -242,9 +245,8 @@ class OnnxTracker(GraphTracker):
         self._sessions = {}
 
     def _run(self, role: str, *inputs: np.ndarray) -> list[np.ndarray]:
-        session = self._sessions[role]
-        names = [value.name for value in session.get_inputs()]
-        outputs: list[np.ndarray] = session.run(None, dict(zip(names, inputs, strict=True)))
+        outputs: list[np.ndarray] = self._sessions[role].run(
+            None, dict(zip(self._input_names[role], inputs, strict=True)))
         return outputs
 
 
