@@ -1,10 +1,11 @@
 """Typed, frozen, validated configuration of reasoners, segmenters and the pipeline.
 
-Every field is declared once with :func:`segzero_ros.options.option` (description, range or choices, live
-or read at configure); the CLI, the training recipe, the ROS parameters, `config/segzero.yaml` and the docs
-table all come from these classes. Each backend has its own class holding only the fields it reads; the
-class is registered with the backend in `segzero_ros.backends`. A plain `ReasonerConfig` / `SegmenterConfig`
-naming a backend is widened to that backend's class (its other fields at their defaults) when built.
+Every field is declared once with :func:`segzero_ros.options.option` (description, range or choices, when it
+applies); the `segzero infer` / `eval` model flags, the ROS parameters, `config/segzero.yaml` and the docs
+table all come from these classes (through `segzero_ros.registry.section_options`). Each backend has its own
+class holding only the fields it reads, registered with the backend in `segzero_ros.registry`. A plain
+`ReasonerConfig` / `SegmenterConfig` naming a backend is widened to that backend's class (its other fields at
+their defaults) when built.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DEFAULT_SAM2_MODEL = "facebook/sam2-hiera-large"
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 GRAPH_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
-_SEGMENTER_BACKEND = "Segmenter backend registered in segzero_ros.backends (sam2, onnxruntime, tensorrt, box, …)."
+_SEGMENTER_BACKEND = "Segmenter backend (sam2, onnxruntime, tensorrt, box or a plug-in's; see segzero_ros.registry)."
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ class BackendConfig:
         if not self.backend.strip():
             raise ValueError(f"{self.section}.backend must name a backend")
 
+    @property
+    def source(self) -> str:
+        """What will really be loaded (a local file or folder when one is given, else the model id); "" when
+        the backend loads nothing or picks for itself."""
+        return getattr(self, "model", None) or ""
+
+    def describe(self) -> str:
+        """`backend:source`, for logs and reports."""
+        return f"{self.backend}:{self.source}" if self.source else self.backend
+
 
 @dataclass(frozen=True)
 class ReasonerConfig(BackendConfig):
@@ -45,10 +56,11 @@ class ReasonerConfig(BackendConfig):
 
     section = "reasoner"
 
-    backend: str = option("transformers", "Reasoner backend registered in segzero_ros.backends "
-                                          "(transformers, scripted, …).")
-    model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder (scripted: a JSON "
-                                                "file of recorded outputs).")
+    backend: str = option("transformers", "Reasoner backend (transformers, openai, scripted or a plug-in's; see "
+                                          "segzero_ros.registry).")
+    model: str | None = option(None, "Hugging Face model id or local model folder; unset = the backend's own "
+                                     f"default (transformers: {DEFAULT_REASONER_MODEL}; openai: the model the "
+                                     "server serves; scripted: required, a JSON file of recorded outputs).", kind=str)
     answer_format: str = option(SEG_ZERO, "What the checkpoint answers: seg_zero = one box + two points "
                                           "(Seg-Zero-7B); vision_reasoner = a list of objects, [] when none is in "
                                           "view (VisionReasoner-7B). Selects prompt, parser and segmentation.",
@@ -56,33 +68,42 @@ class ReasonerConfig(BackendConfig):
 
 
 @dataclass(frozen=True)
-class TransformersReasonerConfig(ReasonerConfig):
+class GeneratingReasonerConfig(ReasonerConfig):
+    """What every backend that generates text with a language model reads."""
+
+    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens "
+                                       "(VisionReasoner's reference allows 2048).", minimum=1, maximum=32768)
+
+
+@dataclass(frozen=True)
+class TransformersReasonerConfig(GeneratingReasonerConfig):
     """The in-process Qwen2.5-VL reasoner (`transformers` backend)."""
 
+    model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder.")
     device: str = option("auto", "Torch device.", pattern=DEVICE_PATTERN, pattern_hint=DEVICE_HINT)
     dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
                         choices=DTYPES)
-    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens "
-                                       "(VisionReasoner's reference allows 2048).",
-                                 minimum=1, maximum=32768)
     attn_implementation: str | None = option(None, "Attention kernel, e.g. sdpa or flash_attention_2; unset "
                                                    "lets transformers choose.", kind=str)
     trust_remote_code: bool = option(False, "Allow a model folder to run its own Python code (never needed "
                                             "for Qwen2.5-VL).")
 
+    def describe(self) -> str:
+        text = super().describe()
+        return text if self.dtype == "auto" else f"{text} ({self.dtype})"
+
 
 @dataclass(frozen=True)
-class OpenAIReasonerConfig(ReasonerConfig):
+class OpenAIReasonerConfig(GeneratingReasonerConfig):
     """A reasoner served over the OpenAI chat-completions API (`openai` backend: vLLM, SGLang, transformers
     serve). The robot sends the 840×840 frame and the prompt; the server runs the model."""
 
-    backend: str = option("openai", "Reasoner backend registered in segzero_ros.backends (transformers, "
-                                    "scripted, openai, …).")
+    backend: str = option("openai", "Reasoner backend (transformers, openai, scripted or a plug-in's).")
+    model: str | None = option(None, "The served model's name as the server lists it; unset = the first model "
+                                     "the server serves.", kind=str)
     base_url: str = option("http://127.0.0.1:8000/v1", "openai: the server's API root, e.g. "
                                                        "https://gpu-server:8000/v1 (TLS verified).",
                            pattern=r"https?://\S+", pattern_hint="an http:// or https:// URL")
-    max_new_tokens: int = option(1024, "Generation limit; Seg-Zero answers usually take 100-200 tokens "
-                                       "(VisionReasoner's reference allows 2048).", minimum=1, maximum=32768)
     timeout_s: float = option(60.0, "openai: a command's whole time budget at the server, retries included; "
                                     "past it the command answers `timeout`.", minimum=0.1, maximum=3600.0)
     connect_timeout_s: float = option(5.0, "openai: limit for opening the connection.", minimum=0.1,
@@ -117,6 +138,21 @@ class SegmenterConfig(BackendConfig):
     multimask_output: bool = option(True, "Let SAM2 propose three masks and keep the best-scoring one "
                                           "(Seg-Zero's setting).")
 
+    @property
+    def source(self) -> str:
+        return self.checkpoint or self.model
+
+
+@dataclass(frozen=True)
+class BoxSegmenterConfig(SegmenterConfig):
+    """The box-fill baseline (`box` backend): the mask is the reasoner's box; it loads no model."""
+
+    backend: str = option("box", _SEGMENTER_BACKEND)
+
+    @property
+    def source(self) -> str:
+        return ""
+
 
 @dataclass(frozen=True)
 class ExportedGraphsConfig(SegmenterConfig):
@@ -127,6 +163,10 @@ class ExportedGraphsConfig(SegmenterConfig):
     precision: str = option("auto", "fp32 or fp16 graphs/engines; auto = fp16 for tensorrt, fp32 for "
                                     "onnxruntime; int8 = onnxruntime CPU only, int8 encoder weights (faster, not "
                                     "parity-exact).", choices=GRAPH_PRECISIONS)
+
+    @property
+    def source(self) -> str:
+        return self.onnx_dir or super().source
 
     @property
     def graph_precision(self) -> str:
@@ -170,21 +210,23 @@ def widen(config: Any, cls: type[C]) -> C:
         return config
     if type(config) not in cls.__mro__:
         raise TypeError(f"backend {config.backend!r} takes a {cls.__name__}, not a {type(config).__name__}")
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    return cls(**values)
+    values = {f.name: value for f in dataclasses.fields(config) if (value := getattr(config, f.name)) is not None}
+    return cls(**values)  # unset (None) fields take `cls`'s own defaults
 
 
 def from_flat(cls: type[C], values: dict[str, Any]) -> C:
     """A config of `cls` from flat option values (ROS parameters, YAML scalars) by field name: missing names
-    take their defaults, "" / 0 mean unset for optional fields, names `cls` does not have are ignored."""
+    and unset values ("" / 0 of optional fields) take `cls`'s own defaults, names `cls` does not have are
+    ignored."""
     declared = options_of(cls)
-    kwargs = {name: declared[name].from_flat(value) for name, value in values.items() if name in declared}
+    kwargs = {name: flat for name, value in values.items()
+              if name in declared and (flat := declared[name].from_flat(value)) is not None}
     return cls(**kwargs)
 
 
 __all__ = [
     "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "BackendConfig",
-    "ExportedGraphsConfig",
+    "BoxSegmenterConfig", "ExportedGraphsConfig", "GeneratingReasonerConfig",
     "OnnxRuntimeSegmenterConfig", "OpenAIReasonerConfig",
     "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
     "TransformersReasonerConfig", "from_flat", "widen",

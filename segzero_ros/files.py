@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long a model load waits to learn whether the Hugging Face hub can be reached at all."""
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:
@@ -59,6 +64,29 @@ def looks_like_local_path(name: str) -> bool:
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE is set to a true value (huggingface_hub's own reading of it)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_problem(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why nothing can be downloaded from the Hugging Face hub, found within `timeout_s`; None when it can be
+    reached. Model loads ask this before a download, so an offline machine fails in seconds with the way out
+    instead of retrying the hub for minutes."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return (f"the hub ({host}:{port}) cannot be reached ({exc.strerror or exc}); on a machine without "
+                "internet set HF_HUB_OFFLINE=1 so that nothing waits for the network")
+    return None
+
+
+def download_hint(repo_id: str, what: str = "", repo_type: str = "") -> str:
+    """The command that fetches `repo_id` on a connected machine (huggingface_hub's `hf` CLI)."""
+    kind = f" --repo-type {repo_type}" if repo_type else ""
+    return f"`hf download{kind} {repo_id}{' ' + what if what else ''} --local-dir DIR`"
 
 
 def default_cache_root() -> Path:

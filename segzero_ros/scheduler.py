@@ -49,14 +49,14 @@ class SchedulerConfig:
     """The scheduler's options; all of them may change while it runs."""
 
     queue_depth: int = option(4, "Commands that may wait behind the running one; more fail at once with "
-                                 "queue_full.", minimum=0, maximum=1000, live=True)
+                                 "queue_full.", minimum=0, maximum=1000, applies="live")
     max_image_age_s: float = option(2.0, "Newest camera image must have arrived at most this many seconds "
                                          "before the command (else stale_image); 0 = any age.",
-                                    minimum=0.0, maximum=3600.0, live=True)
+                                    minimum=0.0, maximum=3600.0, applies="live")
     inference_timeout_s: float = option(
         60.0, "A command whose inference runs longer is answered with error_kind timeout; until the stuck model "
               "call returns, the node reports `stuck` and refuses commands (not_ready). 0 = no limit.",
-        minimum=0.0, maximum=86400.0, live=True)
+        minimum=0.0, maximum=86400.0, applies="live")
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -88,13 +88,14 @@ def test_no_import_cycle_between_the_parts_of_the_package():
     ("core", {"core"}),
     ("options", set()),
     ("config", {"core", "options"}),
+    ("registry", {"config", "options"}),
     ("scheduler", {"core", "options"}),
     ("segmentation", {"core", "config", "options", "errors", "devices", "files"}),
     ("export", {"core", "config", "options", "errors", "files", "segmentation"}),
     ("data", {"core", "errors", "files", "images"}),
     ("reasoning", {"core", "config", "options", "errors", "devices", "files"}),
     ("pipeline", {"core", "errors", "reasoning", "segmentation"}),
-    ("tracking", {"core", "config", "options", "errors", "devices", "files", "segmentation", "export"}),
+    ("tracking", {"core", "config", "options", "errors", "devices", "files", "segmentation", "export", "registry"}),
 ])
 def test_layers_import_only_what_is_below_them(part, allowed):
     assert dependency_graph().get(part, set()) <= allowed
@@ -107,3 +108,28 @@ def test_the_pure_modules_import_nothing_heavier_than_numpy():
             f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def _calls_and_assignments(path: Path) -> tuple[list[str], list[str]]:
+    """Dotted names of the calls and the module-level names assigned in one source file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assigned = [target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name)]
+    return calls, assigned
+
+
+def test_one_backend_registry_and_one_loader():
+    """Backends are registered in segzero_ros.registry only, and only its `load` turns "module:attribute" into
+    an object: no second registry dict, no second import_module loader (the CLI's own subcommand list aside)."""
+    registry, cli = PACKAGE / "registry.py", PACKAGE / "cli" / "__init__.py"
+    loaders, registries = [], []
+    for path in PACKAGE.rglob("*.py"):
+        calls, assigned = _calls_and_assignments(path)
+        if path not in (registry, cli) and any(call.endswith("import_module") for call in calls):
+            loaders.append(str(path.relative_to(PACKAGE)))
+        if path != registry and any(name.endswith(("BACKENDS", "_REGISTRY")) for name in assigned):
+            registries.append(str(path.relative_to(PACKAGE)))
+    assert loaders == []
+    assert registries == []

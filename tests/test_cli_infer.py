@@ -135,15 +135,15 @@ def test_default_real_models_offline_fail_with_one_clear_message(tmp_path, photo
 @pytest.mark.parametrize("command", ["infer", "eval"])
 def test_graph_backend_flags_reach_the_segmenter_config(command, tmp_path):
     from segzero_ros.cli import build_parser
-    from segzero_ros.cli.infer import pipeline_config_from_args
+    from segzero_ros.cli.models import pipeline_config_from_args
 
     required = ["--image", "x.png", "--command", "q"] if command == "infer" else ["--data", "d", "--out", "o"]
     args = build_parser().parse_args([command, *required, "--segmenter", "onnxruntime", "--onnx-dir", str(tmp_path),
                                       "--segmenter-precision", "int8", "--sam2", "cfg.yaml:ckpt.pt"])
-    segmenter = pipeline_config_from_args(args).segmenter
+    segmenter = pipeline_config_from_args(args, command).segmenter
     assert (segmenter.backend, segmenter.onnx_dir, segmenter.precision) == ("onnxruntime", str(tmp_path), "int8")
     assert (segmenter.config, segmenter.checkpoint) == ("cfg.yaml", "ckpt.pt")
-    defaults = pipeline_config_from_args(build_parser().parse_args([command, *required])).segmenter
+    defaults = pipeline_config_from_args(build_parser().parse_args([command, *required]), command).segmenter
     assert defaults.backend == "sam2" and not hasattr(defaults, "onnx_dir")  # sam2 never sees graph options
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, *required, "--segmenter-precision", "int4"])

@@ -19,6 +19,7 @@ from segzero_ros.cli.eval import process_device
 from segzero_ros.config import ReasonerConfig
 from segzero_ros.reasoning.base import ReasonerOutput
 from segzero_ros.reasoning.scripted import ScriptedReasoner
+from segzero_ros.registry import unregister
 
 WIDTH, HEIGHT = 168, 84
 """Frame → image factors are 0.2 (x) and 0.1 (y), so the 840-frame answers below map to exact pixels."""
@@ -141,8 +142,14 @@ def counting_factory(config: ReasonerConfig) -> CountingReasoner:
         return CountingReasoner(json.load(handle))
 
 
-def test_rerun_skips_finished_samples_and_repairs_a_cut_off_line(tmp_path, rectangles, monkeypatch):
-    monkeypatch.setitem(backends.REASONER_BACKENDS, "counting", backends.Backend(counting_factory, ReasonerConfig))
+@pytest.fixture
+def counting_backend():
+    backends.register_reasoner("counting", counting_factory)
+    yield
+    unregister("reasoner", "counting")
+
+
+def test_rerun_skips_finished_samples_and_repairs_a_cut_off_line(tmp_path, rectangles, counting_backend):
     CountingReasoner.batches = []
     out = tmp_path / "resumed"
     args = scripted_args(tmp_path, rectangles, out, RUN_A, "--batch-size", "2", backend="counting")

@@ -116,7 +116,7 @@ def test_api_rules(tracker, tiny_sam2):
     tracker.reset()
     small = tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ())  # a new size after reset
     assert small.mask.shape == (60, 80)
-    with pytest.raises(BackendUnavailableError, match="no tracker for segmenter backend 'box'"):
+    with pytest.raises(BackendUnavailableError, match="segmenter backend 'box' has no tracker"):
         build_tracker(SegmenterConfig(backend="box"))
 
 

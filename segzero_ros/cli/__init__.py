@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from segzero_ros.errors import SegZeroError
 
@@ -21,13 +22,20 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (which argument, what is wrong, where help is), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="segzero",
         description="Seg-Zero reasoning segmentation: inference, training, evaluation and SAM2 export.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for module_name in SUBCOMMAND_MODULES:
         importlib.import_module(module_name).add_parser(subparsers)
     return parser
@@ -45,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except SegZeroError as exc:
         # Expected failures (no weights, missing backend) get one clear line, never a traceback.
-        print(f"segzero {args.command}: error: {exc}", file=sys.stderr)
+        print(f"segzero {args.subcommand}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

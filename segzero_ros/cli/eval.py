@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.cli.infer import add_model_arguments, pipeline_config_from_args, tiny_config
-from segzero_ros.config import PipelineConfig
+from segzero_ros.cli.models import add_model_arguments, pipeline_config_from_args
 from segzero_ros.errors import SegZeroError
 
 EPILOG = """\
@@ -91,8 +90,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     data_format = detect_format(args.data) if args.format == "auto" else args.format
     dataset = load_eval_dataset(args.data, data_format, split=args.split, reasonseg_texts=args.texts)
     dataset = dataset.head(args.limit)
-    args.device = process_device(args.device)
-    config = _pipeline_config(args)
+    args.device = process_device(args.device or "auto")
+    config = pipeline_config_from_args(args, "eval")
 
     source = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
     data_info = {"source": source, "format": data_format, "split": args.split, "texts": args.texts}
@@ -100,8 +99,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "segmenter": _without_device(config.segmenter)}
     details = {
         "data": {**data_info, "limit": args.limit},
-        "summary_info": {"dataset": dataset.name, "reasoner": _describe(config.reasoner),
-                         "segmenter": _describe(config.segmenter)},
+        "summary_info": {"dataset": dataset.name, "reasoner": config.reasoner.describe(),
+                         "segmenter": config.segmenter.describe()},
     }
     out_dir: Path = args.out
     ensure_run_file(out_dir, identity, details, overwrite=args.overwrite)
@@ -168,10 +167,6 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
-    return tiny_config(args) if args.tiny else pipeline_config_from_args(args)
-
-
 def process_device(device: str, environ: Mapping[str, str] | None = None) -> str:
     """Under torchrun/accelerate with --device auto, process LOCAL_RANK uses GPU LOCAL_RANK."""
     env = os.environ if environ is None else environ
@@ -189,15 +184,6 @@ def _without_device(config: Any) -> dict[str, Any]:
     values: dict[str, Any] = dataclasses.asdict(config)
     values.pop("device", None)
     return values
-
-
-def _describe(config: Any) -> str:
-    if config.backend == "box":
-        return "box"  # the box-fill baseline loads no model
-    model = getattr(config, "checkpoint", None) or config.model
-    text = f"{config.backend}:{model}"
-    dtype = getattr(config, "dtype", "auto")
-    return text if dtype == "auto" else f"{text} ({dtype})"
 
 
 def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:

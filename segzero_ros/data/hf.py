@@ -19,7 +19,7 @@ from segzero_ros.data.dataset import (
     image_to_rgb_array,
     mask_to_bool,
 )
-from segzero_ros.files import looks_like_local_path
+from segzero_ros.files import download_hint, looks_like_local_path
 
 TEXT_COLUMNS = ("text", "problem", "sentence", "expression", "question", "sentences")
 MASK_COLUMNS = ("mask", "gt_mask", "segmentation_mask")
@@ -123,8 +123,8 @@ def open_hf_dataset(
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
         raise DatasetFormatError(
             f"{hub_id}: not a local path, and the hub dataset could not be loaded ({type(exc).__name__}: {detail}). "
-            f"Offline, download it on a connected machine with `huggingface-cli download --repo-type dataset "
-            f"{hub_id} --local-dir DIR` (or `datasets.load_dataset(...).save_to_disk(DIR)`) and pass DIR."
+            f"Offline, download it on a connected machine with {download_hint(hub_id, repo_type='dataset')} "
+            "(or `datasets.load_dataset(...).save_to_disk(DIR)`) and pass DIR."
         ) from exc
 
 

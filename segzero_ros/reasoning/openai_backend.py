@@ -144,7 +144,7 @@ class OpenAIReasoner(BatchReasonerBase):
     def from_config(cls, config: ReasonerConfig) -> OpenAIReasoner:
         config = widen(config, OpenAIReasonerConfig)
         return cls(
-            config.base_url, config.model, read_api_key(config), config.timeout_s,
+            config.base_url, config.model or "", read_api_key(config), config.timeout_s,
             connect_timeout_s=config.connect_timeout_s, max_retries=config.max_retries,
             max_new_tokens=config.max_new_tokens, concurrency=config.concurrency,
             answer_format=config.answer_format, verify_tls=config.verify_tls, ca_file=config.ca_file,

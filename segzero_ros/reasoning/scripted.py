@@ -35,6 +35,9 @@ class ScriptedReasoner(BatchReasonerBase):
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> ScriptedReasoner:
         """`model` is a JSON file {command: raw model output, "*": fallback}."""
+        if not config.model:
+            raise ModelLoadError("the scripted reasoner replays a JSON file of recorded outputs: set reasoner.model "
+                                 "(--reasoner FILE.json) to one")
         path = Path(config.model)
         try:
             outputs = json.loads(path.read_text(encoding="utf-8"))

@@ -24,16 +24,17 @@ from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.progress import Progress
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import CanceledError, ModelLoadError
-from segzero_ros.files import hub_offline, looks_like_local_path
+from segzero_ros.files import download_hint, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, rgb_array_to_frame
 
-LOAD_FIX_HINT = (
-    "To fix this, pass a local model folder (`segzero infer --reasoner /path/to/Seg-Zero-7B`, or the ROS node "
-    "parameter `reasoner.model`), or download the weights on a connected machine with "
-    f"`huggingface-cli download {DEFAULT_REASONER_MODEL} --local-dir /path/to/Seg-Zero-7B` and copy that "
-    "folder here, or use `--tiny` for the offline smoke-test models."
-)
+
+def load_fix_hint(model: str) -> str:
+    """How to get `model` onto this machine, or run without it."""
+    repo = model if not looks_like_local_path(model) and model.count("/") == 1 else DEFAULT_REASONER_MODEL
+    return ("To fix this, pass a local model folder (`segzero infer --reasoner /path/to/model`, or the ROS node "
+            f"parameter `reasoner.model`), or download the weights on a connected machine with {download_hint(repo)} "
+            "and copy that folder here, or use `--tiny` for the offline smoke-test models.")
 
 
 def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str],
@@ -73,12 +74,20 @@ def _load_problem(model: str, exc: BaseException | None) -> str:
         return f"the local folder exists but could not be loaded ({detail})"
     if looks_like_local_path(model):
         return "no such local folder"
-    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub could not be reached or refused the request"
+    why = hub_problem() or "the hub refused the request"
     return f"it is not in the local Hugging Face cache and it cannot be downloaded ({why})"
 
 
 def model_load_error(model: str, exc: BaseException | None = None) -> ModelLoadError:
-    return ModelLoadError(f"Could not load the reasoner model '{model}': {_load_problem(model, exc)}. {LOAD_FIX_HINT}")
+    return ModelLoadError(f"Could not load the reasoner model '{model}': {_load_problem(model, exc)}. "
+                          f"{load_fix_hint(model)}")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """The model's config is in the local Hugging Face cache (so loading it needs no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 class TransformersReasoner(BatchReasonerBase):
@@ -102,6 +111,8 @@ class TransformersReasoner(BatchReasonerBase):
         if not path.is_dir() and (path.exists() or looks_like_local_path(config.model)):
             raise model_load_error(config.model)
         source = str(path) if path.is_dir() else config.model
+        if not path.is_dir() and not _in_hub_cache(source) and hub_problem() is not None:
+            raise model_load_error(config.model)  # fail in seconds, not after minutes of hub retries
         try:
             import transformers
 

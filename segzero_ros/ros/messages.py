@@ -13,8 +13,8 @@ from std_msgs.msg import Header
 
 from segzero_ros.core.result import SegmentationResult
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
+from segzero_ros.options import FlatOption
 from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
-from segzero_ros.ros.params import ParamSpec
 from segzero_ros.scheduler import Answer, Job, SchedulerStatus
 
 _STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(SchedulerStatus)) & set(
@@ -41,20 +41,20 @@ def publish_quietly(publisher: Any, msg: Any, logger: Any) -> None:
         logger.debug(f"not published on {publisher.topic_name}: {exc!r}")
 
 
-def parameter_descriptor(spec: ParamSpec) -> Any:
+def parameter_descriptor(parameter: FlatOption) -> Any:
     """The ROS declaration of one parameter: description, the rule in words, and its range, so ROS itself
     refuses values outside it (`ros2 param describe` shows all of it)."""
     # dynamic_typing: the node checks the type itself (NodeConfig/config validation), so a wrong-typed
     # `ros2 param set` is refused with "queue_depth must be of type int, got float 2.5" instead of rclpy's
     # "Wrong parameter type, expected '2' got '3'"; the declared type stays in additional_constraints.
-    descriptor = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints,
+    info = parameter.option
+    descriptor = ParameterDescriptor(description=parameter.description, additional_constraints=info.constraints(),
                                      dynamic_typing=True)
-    info = spec.option
     if info.minimum is not None and info.maximum is not None:
-        if spec.type is int:
+        if info.kind is int:
             descriptor.integer_range = [IntegerRange(from_value=int(info.minimum), to_value=int(info.maximum),
                                                      step=0)]
-        elif spec.type is float:
+        elif info.kind is float:
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(info.minimum),
                                                                   to_value=float(info.maximum), step=0.0)]
     return descriptor

@@ -33,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from segzero_ros.backends import build_pipeline
+from segzero_ros.config import PipelineConfig
 from segzero_ros.core.progress import Progress
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
 from segzero_ros.ros.action import ReasoningStream, SegmentActionServer
@@ -51,8 +52,8 @@ from segzero_ros.ros.params import (
     NodeSettings,
     ignored_parameters,
     parameter_problems,
+    parameters_by_name,
     settings_from_parameters,
-    specs_by_name,
     validate_value,
     with_live_changes,
 )
@@ -91,6 +92,8 @@ class SegZeroNode(LifecycleNode):
         LifecycleNodeMixin.__init__(self, enable_communication_interface=True, callback_group=self.transition_group)
         self._parameter_problems = self._declare_parameters()
         self._settings = self._read_settings_or_defaults()
+        self._models: PipelineConfig = self._settings.pipeline
+        """What configure loaded: the configured models, or the tiny ones with `tiny`."""
         self._lock = threading.Lock()
         self._state_label = "unconfigured"
         self._configure_error = ""
@@ -124,24 +127,24 @@ class SegZeroNode(LifecycleNode):
         listing it until the parameter is set to a valid value) instead of crashing the process, so a
         lifecycle manager sees a clear failure."""
         problems: dict[str, str] = {}
-        specs = specs_by_name()
-        for spec in specs.values():
-            descriptor = parameter_descriptor(spec)
+        declared = parameters_by_name()
+        for parameter in declared.values():
+            descriptor, default = parameter_descriptor(parameter), parameter.option.flat_default
             try:
-                self.declare_parameter(spec.name, spec.default, descriptor)
+                self.declare_parameter(parameter.name, default, descriptor)
             except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-                problems[spec.name] = f"{spec.name}: {exc} ({spec.constraints})"
-                self.get_logger().error(f"rejected parameter {spec.name}: {exc}; using {spec.default!r}")
-                self.declare_parameter(spec.name, spec.default, descriptor, ignore_override=True)
+                problems[parameter.name] = f"{parameter.name}: {exc} ({parameter.option.constraints()})"
+                self.get_logger().error(f"rejected parameter {parameter.name}: {exc}; using {default!r}")
+                self.declare_parameter(parameter.name, default, descriptor, ignore_override=True)
         # rclpy ignores overrides nobody declares, which hides typos in a params file.
         overrides: dict[str, Any] = getattr(self, "_parameter_overrides", {})
-        unknown = sorted(name for name in overrides if name not in specs and name != "use_sim_time")
+        unknown = sorted(name for name in overrides if name not in declared and name != "use_sim_time")
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameter(s): {', '.join(unknown)}")
         return problems
 
     def _parameter_values(self) -> dict[str, Any]:
-        return {name: self.get_parameter(name).value for name in specs_by_name()}
+        return {name: self.get_parameter(name).value for name in parameters_by_name()}
 
     def _read_settings_or_defaults(self) -> NodeSettings:
         try:
@@ -156,21 +159,22 @@ class SegZeroNode(LifecycleNode):
         return SchedulerConfig(**fields)
 
     def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
-        specs = specs_by_name()
-        problems = [p for param in parameters if param.name in specs if (p := validate_value(param.name, param.value))]
+        declared = parameters_by_name()
+        changes = {param.name: param.value for param in parameters if param.name in declared}
+        problems = [problem for name, value in changes.items() if (problem := validate_value(name, value, strict=True))]
         if problems:
             return SetParametersResult(successful=False, reason="; ".join(problems))
-        changes = {param.name: param.value for param in parameters if param.name in specs}
         for name in changes:
             self._parameter_problems.pop(name, None)  # a rejected override has now been replaced
-        live = {name: value for name, value in changes.items() if specs[name].runtime}
+        live = {name: value for name, value in changes.items() if declared[name].option.live}
         if live:
             self._settings = with_live_changes(self._settings, live)
             self._scheduler.config = self._scheduler_config(self._settings)
             self._spatial.config, self._tracking.config = self._settings.spatial, self._settings.tracking
         deferred = sorted(set(changes) - set(live))
         if deferred and self._state_label != "unconfigured":
-            self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
+            verb = "takes" if len(deferred) == 1 else "take"
+            self.get_logger().info(f"{', '.join(deferred)} {verb} effect at the next configure")
         return SetParametersResult(successful=True)
 
     @property
@@ -205,15 +209,18 @@ class SegZeroNode(LifecycleNode):
         self._settings, self._configure_error = settings, ""
         self._scheduler.config = self._scheduler_config(settings)
         self._set_label("configuring")
-        config = settings.pipeline
         if settings.node.tiny:
             self.get_logger().warning(f"tiny:=true: {TINY_WARNING.upper()}")
         else:
-            self.get_logger().info(f"loading reasoner {_describe(config.reasoner)} and segmenter "
-                                   f"{_describe(config.segmenter)}")
+            self.get_logger().info(f"loading reasoner {settings.pipeline.reasoner.describe()} and segmenter "
+                                   f"{settings.pipeline.segmenter.describe()}")
+
+        def load() -> Any:  # on the scheduler's worker: building the tiny models takes a while the first time
+            self._models = tiny_pipeline_config() if settings.node.tiny else settings.pipeline
+            return build_pipeline(self._models)
+
         try:
-            self._scheduler.load(lambda: build_pipeline(tiny_pipeline_config() if settings.node.tiny else config)
-                                 ).result()
+            self._scheduler.load(load).result()
         except Exception as exc:  # any load failure must leave the node unconfigured, not dead
             self._configure_error = f"cannot load models: {type(exc).__name__}: {exc}"
             self.get_logger().error(f"{self._configure_error}; staying unconfigured (fix parameters, configure again)")
@@ -234,7 +241,7 @@ class SegZeroNode(LifecycleNode):
             self._image_subscription = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         self._scheduler.image_source = self._image_subscription.topic_name
         self._spatial.start(self._settings.spatial)
-        self._tracking.start(self._settings.tracking, self._settings.pipeline.segmenter, self._settings.node.tiny)
+        self._tracking.start(self._settings.tracking, self._models.segmenter)
         self._set_label("active")
         self._scheduler.open_intake()
         self.get_logger().info(f"active: waiting for images on {self._image_subscription.topic_name}")
@@ -396,12 +403,6 @@ def add_to_executor(node: SegZeroNode, executor: TransitionExecutor) -> None:
             node.get_logger().error("autostart failed; the node stays up for a lifecycle manager to retry")
 
     timer = node.create_timer(0.0, autostart, callback_group=node.transition_group)
-
-
-def _describe(config: Any) -> str:
-    """What will really be loaded: the checkpoint or folder when one is given, else the model id."""
-    source = getattr(config, "onnx_dir", None) or getattr(config, "checkpoint", None) or config.model
-    return f"{config.backend}:{source}"
 
 
 def _short_text(text: str) -> str:

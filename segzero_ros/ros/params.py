@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS, Backend
 from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig, from_flat
-from segzero_ros.options import Option, OptionValue, check_options, format_number, option, options_of
+from segzero_ros.options import FlatOption, check_options, flat_options, format_number, option, options_of
+from segzero_ros.registry import Kind, backends, section_options
 from segzero_ros.scheduler import SchedulerConfig
 from segzero_ros.tracking.config import TrackingConfig
 
-ParamValue = OptionValue
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_FILE = ROOT / "config" / "segzero.yaml"
 DOCS_FILE = ROOT / "docs" / "ros.md"
@@ -40,11 +39,11 @@ class NodeConfig(SchedulerConfig):
     compressed_input: bool = option(False, "Subscribe to sensor_msgs/CompressedImage on 'image/compressed' "
                                            "instead of raw 'image'.")
     publish_overlay: bool = option(True, "Draw ~/overlay (mask tint, box, points) when someone subscribes to "
-                                         "it.", live=True)
+                                         "it.", applies="live")
     max_image_pixels: int = option(
         33_554_432, "Camera images with more pixels (width × height) are refused and counted as unusable, so "
                     "one huge frame cannot exhaust memory; the default admits 8K UHD (7680×4320).",
-        minimum=1, maximum=2**31 - 1, live=True)
+        minimum=1, maximum=2**31 - 1, applies="live")
     status_period_s: float = option(1.0, "Period of ~/status and /diagnostics updates (they are also sent on "
                                          "every change).", minimum=0.05, maximum=3600.0)
     tiny: bool = option(False, "Load the tiny offline models instead of reasoner.* / segmenter.* (built into the "
@@ -63,50 +62,16 @@ class SpatialConfig:
                                   "colour camera) and 'depth_camera_info', and publish each result's object in 3D.")
     max_skew_s: float = option(0.05, "The depth image paired with a colour image is the one stamped nearest to "
                                      "it, at most this many seconds apart (else has_3d false).",
-                               minimum=0.0, maximum=10.0, live=True)
+                               minimum=0.0, maximum=10.0, applies="live")
     min_points: int = option(20, "Fewer inlier points than this give has_3d false (depth_error says why).",
-                             minimum=1, maximum=1_000_000, live=True)
+                             minimum=1, maximum=1_000_000, applies="live")
     max_cloud_points: int = option(20_000, "~/object_cloud carries at most this many points (evenly strided).",
-                                   minimum=1, maximum=10_000_000, live=True)
+                                   minimum=1, maximum=10_000_000, applies="live")
     depth_scale: float = option(0.0, "Metres per depth unit; 0 = by encoding (16UC1: 0.001, 32FC1: 1).",
-                                minimum=0.0, maximum=1000.0, live=True)
+                                minimum=0.0, maximum=1000.0, applies="live")
 
     def __post_init__(self) -> None:
         check_options(self, "spatial.")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One ROS parameter: a declared option under its flat name."""
-
-    name: str
-    option: Option
-    used_by: tuple[str, ...] = ()
-    """Backends that read it (model parameters read by only some backends); empty = all / the node."""
-
-    @property
-    def default(self) -> ParamValue:
-        return self.option.flat_default
-
-    @property
-    def type(self) -> type:
-        return self.option.kind
-
-    @property
-    def runtime(self) -> bool:
-        return self.option.live
-
-    @property
-    def description(self) -> str:
-        """The description, and which backends read it when not all do."""
-        readers = f" Read by the {', '.join(self.used_by)} backend{'s' if len(self.used_by) > 1 else ''}." \
-            if self.used_by else ""
-        return f"{self.option.description}{readers}"
-
-    @property
-    def constraints(self) -> str:
-        """The rule in words: type, range or choices, when it applies."""
-        return self.option.constraints()
 
 
 @dataclass(frozen=True)
@@ -117,50 +82,27 @@ class NodeSettings:
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
 
 
-def _section(name: str, registry: Mapping[str, Backend[Any]], base: type) -> list[ParamSpec]:
-    """The union of the registered config classes' fields, base fields first, one parameter per field name."""
-    readers: dict[str, list[str]] = {}
-    declared: dict[str, Option] = dict(options_of(base))
-    for backend, entry in registry.items():
-        for field_name, info in options_of(entry.config).items():
-            declared.setdefault(field_name, info)
-            readers.setdefault(field_name, []).append(backend)
-    everyone = set(registry)
-    return [ParamSpec(f"{name}.{field_name}", info,
-                      () if set(readers.get(field_name, everyone)) == everyone or field_name in options_of(base)
-                      else tuple(readers[field_name]))
-            for field_name, info in declared.items()]
+def node_parameters() -> list[FlatOption]:
+    """Every parameter the node declares, in declaration order (plug-in and test backends included)."""
+    return [*flat_options(NodeConfig), *section_options("reasoner"), *section_options("segmenter"),
+            *flat_options(SpatialConfig, "spatial."), *flat_options(TrackingConfig, "tracking.")]
 
 
-def node_parameters() -> tuple[ParamSpec, ...]:
-    """Every parameter the node declares, in declaration order (backends registered so far included)."""
-    return (
-        *(ParamSpec(name, info) for name, info in options_of(NodeConfig).items()),
-        *_section("reasoner", REASONER_BACKENDS, ReasonerConfig),
-        *_section("segmenter", SEGMENTER_BACKENDS, SegmenterConfig),
-        *(ParamSpec(f"spatial.{name}", info) for name, info in options_of(SpatialConfig).items()),
-        *(ParamSpec(f"tracking.{name}", info) for name, info in options_of(TrackingConfig).items()),
-    )
+def parameters_by_name() -> dict[str, FlatOption]:
+    return {parameter.name: parameter for parameter in node_parameters()}
 
 
-NODE_PARAMETERS = node_parameters()
-"""The table for the built-in backends (docs and the params file are generated from it)."""
-SPECS_BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in NODE_PARAMETERS}
-
-
-def specs_by_name() -> dict[str, ParamSpec]:
-    """Like SPECS_BY_NAME, including backends registered after import (plug-ins, test backends)."""
-    return {spec.name: spec for spec in node_parameters()}
-
-
-def validate_value(name: str, value: Any) -> str | None:
-    """Why `value` is not acceptable for parameter `name`, or None."""
-    spec = specs_by_name().get(name)
-    if spec is None:
+def validate_value(name: str, value: Any, *, strict: bool = False) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None. `strict` (values set through ROS) also
+    refuses an integer for a float parameter: ROS would retype the parameter instead of converting it."""
+    parameter = parameters_by_name().get(name)
+    if parameter is None:
         return f"unknown parameter {name!r}"
-    if spec.name.endswith(".backend") and isinstance(value, str) and not value.strip():
+    if name.endswith(".backend") and isinstance(value, str) and not value.strip():
         return f"{name} must name a backend"
-    return spec.option.problem(name, value)
+    if strict and parameter.option.kind is float and type(value) is int:
+        return f"{name} is a floating-point parameter: write {value}.0, not {value}"
+    return parameter.problem(value)
 
 
 def parameter_problems(values: Mapping[str, Any]) -> list[str]:
@@ -169,7 +111,7 @@ def parameter_problems(values: Mapping[str, Any]) -> list[str]:
 
 
 def _values(values: Mapping[str, Any]) -> dict[str, Any]:
-    merged = {spec.name: spec.default for spec in node_parameters()}
+    merged = {parameter.name: parameter.option.flat_default for parameter in node_parameters()}
     merged.update(values)
     return merged
 
@@ -182,12 +124,15 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
     sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "tracking": {}, "": {}}
+    declared = parameters_by_name()
     for name, value in merged.items():
         section, _, field_name = name.rpartition(".")
-        sections[section][field_name] = value
+        # read by the parameter's own declaration: "" of an optional one is unset, so the chosen backend's
+        # config class applies its own default (e.g. reasoner.model)
+        sections[section][field_name] = declared[name].option.from_flat(value)
     try:
-        reasoner_class = _registered(REASONER_BACKENDS, sections["reasoner"]["backend"], "reasoner")
-        segmenter_class = _registered(SEGMENTER_BACKENDS, sections["segmenter"]["backend"], "segmenter")
+        reasoner_class = _config_class("reasoner", sections["reasoner"]["backend"])
+        segmenter_class = _config_class("segmenter", sections["segmenter"]["backend"])
         return NodeSettings(
             node=from_flat(NodeConfig, sections[""]),
             pipeline=PipelineConfig(reasoner=from_flat(reasoner_class, sections["reasoner"]),
@@ -199,11 +144,11 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
         raise ValueError(f"invalid parameters: {exc}") from exc
 
 
-def _registered(registry: Mapping[str, Backend[Any]], backend: str, kind: str) -> type:
-    entry = registry.get(backend)
-    if entry is None:  # configure reports it (unknown backend, with the list) when it loads
+def _config_class(kind: Kind, name: str) -> type:
+    record = backends(kind).get(name)
+    if record is None:  # configure reports it (unknown backend, with the list) when it loads
         return ReasonerConfig if kind == "reasoner" else SegmenterConfig
-    return entry.config
+    return record.config
 
 
 def with_live_changes(settings: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
@@ -226,17 +171,18 @@ def ignored_parameters(values: Mapping[str, Any]) -> list[str]:
     """Model parameters set away from their default that the chosen backends do not read (worth a warning)."""
     merged = _values(values)
     ignored = []
-    for spec in node_parameters():
-        section = spec.name.partition(".")[0]
-        if spec.used_by and merged[f"{section}.backend"] not in spec.used_by and merged[spec.name] != spec.default:
-            ignored.append(f"{spec.name} (read by {', '.join(spec.used_by)} only)")
+    for parameter in node_parameters():
+        section = parameter.name.partition(".")[0]
+        if parameter.readers and merged[f"{section}.backend"] not in parameter.readers \
+                and merged[parameter.name] != parameter.option.flat_default:
+            ignored.append(f"{parameter.name} (read by {', '.join(parameter.readers)} only)")
     return ignored
 
 
 # ---------------------------------------------------------------------------------------------- generated files
 
 
-def _scalar(value: ParamValue) -> str:
+def _scalar(value: bool | int | float | str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -259,22 +205,22 @@ def parameters_yaml() -> str:
         "  ros__parameters:",
     ]
     section = ""
-    for spec in NODE_PARAMETERS:
-        prefix, _, name = spec.name.rpartition(".")
+    for parameter in node_parameters():
+        prefix, _, name = parameter.name.rpartition(".")
         if prefix != section:
             section = prefix
             lines += ["", f"    {prefix}:"]
         indent = "      " if prefix else "    "
-        lines.append(f"{indent}# {spec.description} [{spec.constraints}]")
-        lines.append(f"{indent}{name}: {_scalar(spec.default)}")
+        lines.append(f"{indent}# {parameter.description} [{parameter.option.constraints()}]")
+        lines.append(f"{indent}{name}: {_scalar(parameter.option.flat_default)}")
     return "\n".join(lines) + "\n"
 
 
 def parameters_markdown() -> str:
     """The parameter table of docs/ros.md."""
     rows = ["| Parameter | Type | Default | When | Description |", "|---|---|---|---|---|"]
-    for spec in NODE_PARAMETERS:
-        info = spec.option
+    for parameter in node_parameters():
+        info = parameter.option
         rule = []
         if info.minimum is not None and info.maximum is not None:
             rule.append(f"{format_number(info.minimum)} … {format_number(info.maximum)}")
@@ -284,11 +230,10 @@ def parameters_markdown() -> str:
             rule.append(info.pattern_hint)
         if info.optional:
             rule.append(f"`{_scalar(info.flat_default)}` = unset")
-        if spec.used_by:
-            rule.append(f"{', '.join(spec.used_by)} only")
+        if parameter.readers:
+            rule.append(f"{', '.join(parameter.readers)} only")
         extra = f" ({'; '.join(rule)})" if rule else ""
-        when = {"live": "live", "configure": "configure", "start-up": "start-up"}[info.applies]
-        rows.append(f"| `{spec.name}` | {spec.type.__name__} | `{_scalar(spec.default)}` | {when} | "
+        rows.append(f"| `{parameter.name}` | {info.kind.__name__} | `{_scalar(info.flat_default)}` | {info.applies} | "
                     f"{info.description.replace('|', '/')}{extra} |")
     return "\n".join(rows) + "\n"
 
@@ -315,10 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["NODE_PARAMETERS", "SPECS_BY_NAME", "NodeConfig", "NodeSettings", "ParamSpec", "SpatialConfig",
-           "TrackingConfig",
-           "ignored_parameters", "node_parameters", "parameter_problems", "parameters_markdown", "parameters_yaml",
-           "settings_from_parameters", "specs_by_name", "validate_value", "with_live_changes"]
+__all__ = ["NodeConfig", "NodeSettings", "SpatialConfig", "TrackingConfig", "ignored_parameters", "node_parameters",
+           "parameter_problems", "parameters_by_name", "parameters_markdown", "parameters_yaml",
+           "settings_from_parameters", "validate_value", "with_live_changes"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,6 @@ from segzero_ros.msg import TrackedObject
 from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
 from segzero_ros.ros.messages import publish_quietly
 from segzero_ros.scheduler import Answer
-from segzero_ros.tiny import tiny_pipeline_config
 from segzero_ros.tracking import build_tracker
 from segzero_ros.tracking.config import TrackingConfig
 from segzero_ros.tracking.follower import FollowStatus, TrackFollower, TrackState, TrackUpdate
@@ -85,13 +84,12 @@ class TrackingOutputs:
         if follower is not None:
             follower.max_rate_hz, follower.lost_after_s = config.max_rate_hz, config.lost_after_s
 
-    def start(self, config: TrackingConfig, segmenter: SegmenterConfig, tiny: bool = False) -> None:
-        """At activate: a follower whose tracker is built from the segmenter's config on first use (on the
-        follower's thread, so activation never waits for a model load)."""
+    def start(self, config: TrackingConfig, segmenter: SegmenterConfig) -> None:
+        """At activate: a follower whose tracker is built from the loaded segmenter's config on first use (on
+        the follower's thread, so activation never waits for a model load)."""
         self._config = config
         if not config.enabled or self._follower is not None:
             return
-        segmenter = tiny_pipeline_config().segmenter if tiny else segmenter
         options = config.tracker_options()
         self._follower = TrackFollower(lambda: build_tracker(segmenter, **options), self._frame_rgb, self._publish,
                                        max_rate_hz=config.max_rate_hz, lost_after_s=config.lost_after_s,

@@ -24,6 +24,7 @@ from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import ModelLoadError
+from segzero_ros.files import download_hint, hub_problem
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
 
 if TYPE_CHECKING:
@@ -220,16 +221,20 @@ def _hub_files(config: SegmenterConfig) -> tuple[str, Path]:
         raise ModelLoadError(f"unknown SAM2 model id {model_id!r}; known ids: "
                              f"{', '.join(sorted(HF_MODEL_ID_TO_FILENAMES))}. {HOW_TO_FIX}")
     config_name, filename = HF_MODEL_ID_TO_FILENAMES[model_id]
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    cached = try_to_load_from_cache(model_id, filename)
+    problem = None if isinstance(cached, str) else hub_problem()  # fail in seconds when the hub is out of reach
     try:
+        if problem is not None:
+            raise ConnectionError(problem)
         checkpoint = Path(hf_hub_download(repo_id=model_id, filename=filename))
     except Exception as error:
-        why = "HF_HUB_OFFLINE=1 forbids downloads" if constants.HF_HUB_OFFLINE else f"{type(error).__name__}: {error}"
+        why = problem or hub_problem() or f"{type(error).__name__}: {error}"
         raise ModelLoadError(
             f"SAM2 model {model_id!r}: {filename} is not in the local Hugging Face cache and could not be "
             f"downloaded ({why}). Fetch it once on a connected machine "
-            f"(`huggingface-cli download {model_id} {filename}`), or: {HOW_TO_FIX}"
+            f"({download_hint(model_id, filename)}), or: {HOW_TO_FIX}"
         ) from error
     return config.config or str(config_name), checkpoint
 

@@ -121,7 +121,7 @@ class FaultyReasoner(BatchReasonerBase):
 
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> FaultyReasoner:
-        return cls(_script_for(config.model, "reasoner"), name=f"faulty:{config.model}")
+        return cls(_script_for(config.model or "", "reasoner"), name=f"faulty:{config.model}")
 
     def reason_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[ReasonerOutput]:
         for _ in commands:

@@ -33,10 +33,12 @@ class TinySam2:
     def segmenter_config(self, device: str = "cpu", backend: str = "sam2", **options: Any) -> SegmenterConfig:
         """The config that loads this model through a regular backend (sam2 by default; `options` are that
         backend's own fields, e.g. onnx_dir for onnxruntime)."""
-        from segzero_ros.backends import segmenter_config_for
+        from segzero_ros.registry import backend as registered
 
-        return segmenter_config_for(backend, config=self.config, checkpoint=str(self.checkpoint),
-                                    image_size=self.image_size, device=device, **options)
+        config = registered("segmenter", backend).make_config(
+            config=self.config, checkpoint=str(self.checkpoint), image_size=self.image_size, device=device, **options)
+        assert isinstance(config, SegmenterConfig)
+        return config
 
 
 def tiny_sam2_folder(cache_root: Path) -> Path:

@@ -1,8 +1,8 @@
-"""The tracker protocol and its registry (backend name → factory), like the segmenters'."""
+"""The tracker protocol, what its backends share, and `build_tracker` (trackers are registered with their
+segmenter backend in `segzero_ros.registry`)."""
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,9 +10,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import SegmenterConfig, widen
 from segzero_ros.core.geometry import Box, Point
 from segzero_ros.errors import BackendUnavailableError
+from segzero_ros.registry import backend, backends, load
 
 
 @dataclass(frozen=True)
@@ -113,24 +114,13 @@ def presence_probability(logit: float) -> float:
     return exponential / (1.0 + exponential)
 
 
-TRACKER_BACKENDS: dict[str, str] = {
-    "sam2": "segzero_ros.tracking.sam2_tracker:Sam2Tracker.from_config",
-    "onnxruntime": "segzero_ros.tracking.onnx_tracker:OnnxTracker.from_config",
-    "tensorrt": "segzero_ros.tracking.tensorrt_tracker:TensorRTTracker.from_config",
-}
-"""Segmenter backend → the tracker built from the same config."""
-
-
 def build_tracker(config: SegmenterConfig, **options: Any) -> Tracker:
-    """The tracker for the segmenter `config` describes (same model files, device and image size)."""
-    entry = TRACKER_BACKENDS.get(config.backend)
-    if entry is None:
+    """The tracker of the segmenter `config` describes (same model files, device and image size), as its
+    backend's registration names it (`segzero_ros.registry`)."""
+    record = backend("segmenter", config.backend)
+    if record.tracker is None:
+        trackers = [name for name, entry in backends("segmenter").items() if entry.tracker is not None]
         raise BackendUnavailableError(
-            f"no tracker for segmenter backend {config.backend!r} yet (tracking backends: "
-            f"{', '.join(TRACKER_BACKENDS)}); track with segmenter.backend sam2")
-    module_name, _, attribute_path = entry.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for attribute in attribute_path.split("."):
-        target = getattr(target, attribute)
-    tracker: Tracker = target(config, **options)
+            f"segmenter backend {config.backend!r} has no tracker (backends that track: {', '.join(trackers)})")
+    tracker: Tracker = load(record.tracker)(widen(config, record.config), **options)
     return tracker

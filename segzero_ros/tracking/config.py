@@ -19,13 +19,13 @@ class TrackingConfig:
                                   "~/tracked and ~/mask per tracked frame.")
     max_rate_hz: float = option(15.0, "Track at most this many frames per second (newer frames replace older ones, "
                                       "never queued); 0 = as fast as frames arrive and the tracker allows.",
-                                minimum=0.0, maximum=1000.0, live=True)
+                                minimum=0.0, maximum=1000.0, applies="live")
     lost_after_s: float = option(1.0, "The track's state turns 'lost' after this long without the object present "
                                       "(tracking goes on: it may come back).", minimum=0.0, maximum=3600.0,
-                                 live=True)
+                                 applies="live")
     reacquire: str = option("none", "When the track is lost or ends on an unusable frame: 'none' keeps waiting, "
                                     "'reason' runs the original command again on the newest frame (its result "
-                                    "restarts the track).", choices=REACQUIRE_CHOICES, live=True)
+                                    "restarts the track).", choices=REACQUIRE_CHOICES, applies="live")
     memory_frames: int = option(0, "Past frames memory attention reads; 0 = the model's own (6, exactly SAM2). "
                                    "Fewer is faster and CHANGES the masks.", minimum=0, maximum=6)
     freeze_when_absent: bool = option(False, "Do not add frames where the object is absent to memory (keeps a lost "

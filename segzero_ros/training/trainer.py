@@ -25,7 +25,7 @@ from typing import Any
 
 from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
-from segzero_ros.files import hub_offline, looks_like_local_path
+from segzero_ros.files import download_hint, hub_offline, looks_like_local_path
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
 from segzero_ros.training.rewards_trl import reward_functions, reward_names
@@ -109,7 +109,7 @@ def load_processor(source: str) -> Any:
         raise ModelLoadError(
             f"Could not load the processor of training model {source!r} ({why}). Pass a local folder with "
             f"`--override model=/path/to/Qwen2.5-VL-7B-Instruct`, or download it on a connected machine with "
-            f"`huggingface-cli download {source} --local-dir DIR`."
+            f"{download_hint(source)}."
         ) from exc
     # TRL left-pads its rollout prompts itself, and sets the same side on processors it loads; match it.
     return prepare_processor_for_generation(processor)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from segzero_ros.ros.params import SPECS_BY_NAME, settings_from_parameters
+from segzero_ros.ros.params import parameters_by_name, settings_from_parameters
 
 LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "segzero.launch.py"
 LAUNCH_TEST = Path(__file__).resolve().parent / "segzero_launch_testing.py"
@@ -31,7 +31,7 @@ def _load_launch_module() -> Any:
 def test_every_overridden_parameter_exists_and_gets_its_declared_type():
     launch = _load_launch_module()
     for parameters in launch.PARAMETER_ARGUMENTS.values():
-        assert set(parameters) <= set(SPECS_BY_NAME)
+        assert set(parameters) <= set(parameters_by_name())
     overrides = launch.parameter_overrides({
         "autostart": "False", "device": "cuda:1", "reasoner_model": "/models/Seg-Zero-7B",
         "max_image_age_s": "0.5", "compressed_input": "true", "segmenter_model": "",

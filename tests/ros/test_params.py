@@ -18,11 +18,11 @@ from segzero_ros.config import (
 )
 from segzero_ros.ros.params import (
     DOCS_FILE,
-    NODE_PARAMETERS,
     PARAMS_FILE,
-    SPECS_BY_NAME,
     docs_with_table,
     ignored_parameters,
+    node_parameters,
+    parameters_by_name,
     parameters_yaml,
     settings_from_parameters,
     validate_value,
@@ -40,12 +40,12 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def test_every_config_field_of_every_backend_is_a_node_parameter():
-    from segzero_ros.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS
+    from segzero_ros.registry import backends
 
-    for section, registry in (("reasoner", REASONER_BACKENDS), ("segmenter", SEGMENTER_BACKENDS)):
-        for entry in registry.values():
+    for section in ("reasoner", "segmenter"):
+        for entry in backends(section).values():
             for field in dataclasses.fields(entry.config):
-                assert f"{section}.{field.name}" in SPECS_BY_NAME
+                assert f"{section}.{field.name}" in parameters_by_name()
 
 
 def test_each_backend_gets_its_own_config_class_with_only_its_fields():
@@ -57,8 +57,8 @@ def test_each_backend_gets_its_own_config_class_with_only_its_fields():
     assert type(sam2) is SegmenterConfig and not hasattr(sam2, "providers")
     assert ignored_parameters({"segmenter.providers": "CPUExecutionProvider"}) == [
         "segmenter.providers (read by onnxruntime only)"]
-    assert SPECS_BY_NAME["segmenter.onnx_dir"].used_by == ("onnxruntime", "tensorrt")
-    assert "Read by the onnxruntime, tensorrt backends." in SPECS_BY_NAME["segmenter.onnx_dir"].description
+    assert parameters_by_name()["segmenter.onnx_dir"].readers == ("onnxruntime", "tensorrt")
+    assert "Read by the onnxruntime, tensorrt backends." in parameters_by_name()["segmenter.onnx_dir"].description
 
 
 def test_configs_are_frozen_and_validated_where_they_are_made():
@@ -78,9 +78,10 @@ def test_generated_params_file_and_docs_table_are_checked_in():
 
 
 def test_descriptions_say_when_a_parameter_applies():
-    assert SPECS_BY_NAME["autostart"].constraints.endswith("read at start-up")
-    assert SPECS_BY_NAME["queue_depth"].constraints == "type int; 0 to 1000; changes live"
-    assert SPECS_BY_NAME["segmenter.checkpoint"].constraints == "type str; '' = unset; read at configure"
+    parameters = parameters_by_name()
+    assert parameters["autostart"].option.constraints().endswith("read at start-up")
+    assert parameters["queue_depth"].option.constraints() == "type int; 0 to 1000; changes live"
+    assert parameters["segmenter.checkpoint"].option.constraints() == "type str; '' = unset; read at configure"
 
 
 def test_defaults_are_the_library_defaults():
@@ -134,13 +135,14 @@ def test_single_values(name, value, problem):
 def test_shipped_params_file_declares_every_parameter_with_a_valid_value():
     document = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
     values = _flatten(document["/**"]["ros__parameters"])
-    assert set(values) == {spec.name for spec in NODE_PARAMETERS}
-    for spec in NODE_PARAMETERS:  # ROS parameters are strictly typed: 2 is not a double
-        assert type(values[spec.name]) is spec.type, spec.name
+    assert set(values) == {parameter.name for parameter in node_parameters()}
+    for parameter in node_parameters():  # ROS parameters are strictly typed: 2 is not a double
+        assert type(values[parameter.name]) is parameter.option.kind, parameter.name
     assert settings_from_parameters(values) == settings_from_parameters({})
 
 
 def test_every_parameter_is_documented():
     documentation = (Path(__file__).resolve().parents[2] / "docs" / "ros.md").read_text(encoding="utf-8")
-    undocumented = [spec.name for spec in NODE_PARAMETERS if f"| `{spec.name}` |" not in documentation]
+    undocumented = [parameter.name for parameter in node_parameters()
+                    if f"| `{parameter.name}` |" not in documentation]
     assert undocumented == []
