@@ -56,7 +56,7 @@ def exported_dir(arch: str, model: object, config_name: str, cache: Path) -> Pat
         print(f"exporting {arch} to {folder} (once) ...", flush=True)
         source = Sam2Source(model=model, config=config_name, checkpoint="random weights, seed 0",
                             checkpoint_sha256="none")
-        export_sam2_onnx(source, folder, progress=lambda message: print(f"  {message}", flush=True))
+        export_sam2_onnx(source, folder, report=lambda message: print(f"  {message}", flush=True))
     return folder
 
 
@@ -75,7 +75,7 @@ def interleaved_medians_ms(calls: Mapping[str, Callable[[], object]], repeats: i
 def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from segzero_ros.core.geometry import Box, Point
+    from segzero_ros.core.geometry import Box, ObjectPrompt, Point
     from segzero_ros.segmentation.base import Segmenter
     from segzero_ros.segmentation.onnx_backend import OnnxRuntimeSegmenter
     from segzero_ros.segmentation.processing import resize_for_encoder
@@ -110,9 +110,9 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, float]:
     results.update({f"{label}_decode": ms for label, ms in interleaved_medians_ms(decode, max(repeats, 5)).items()})
     pixels = np.empty((1, 3, args.image_size, args.image_size), dtype=np.float32)
     results["preprocess"] = median_ms(lambda: resize_for_encoder(image, args.image_size, out=pixels), 5)
-    torch_mask = torch_segmenter.segment(box, points).mask
+    torch_mask = torch_segmenter.segment(ObjectPrompt(box, points)).mask
     for label in ("onnxruntime", "ort-int8"):
-        results[f"{label}_mask_iou"] = mask_iou(torch_mask, segmenters[label].segment(box, points).mask)
+        results[f"{label}_mask_iou"] = mask_iou(torch_mask, segmenters[label].segment(ObjectPrompt(box, points)).mask)
     for segmenter in segmenters.values():
         segmenter.close()
     return results

@@ -112,7 +112,7 @@ def bench(arch: str, image_size: int, count: int, backend: str, threads: int) ->
 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from segzero_ros.core.geometry import Box, Point
+    from segzero_ros.core.geometry import Box, ObjectPrompt, Point
     from segzero_ros.segmentation.sam2_backend import Sam2Segmenter, sam2_feature_sizes
 
     video_model, image_model = build_models(arch, image_size)
@@ -130,9 +130,9 @@ def bench(arch: str, image_size: int, count: int, backend: str, threads: int) ->
         for frame in video[:4]:
             started = time.perf_counter()
             segmenter.set_image(frame)
-            segmenter.segment(box, points)
+            segmenter.segment(ObjectPrompt(box, points))
             segment_ms.append((time.perf_counter() - started) * 1000)
-        tracker.start(video[0], box, points)
+        tracker.start(video[0], ObjectPrompt(box, points))
         track_ms, stages = [], []
         for frame in video[1:]:
             stage_ms.update(dict.fromkeys(STAGES, 0.0))

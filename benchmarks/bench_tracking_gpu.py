@@ -59,7 +59,7 @@ def tensorrt_tracker(arch: str, folder: Path) -> Any:
     torch.manual_seed(0)
     image_model = build_sam2(ARCHITECTURES[arch], None, device="cpu").eval()
     export_sam2_onnx(Sam2Source(model=image_model, config=ARCHITECTURES[arch], checkpoint="random weights",
-                                checkpoint_sha256="0" * 64), folder, progress=print)
+                                checkpoint_sha256="0" * 64), folder, report=print)
     torch.manual_seed(0)
     add_tracking_graphs(folder, build_sam2_video_predictor(ARCHITECTURES[arch], None, device="cpu"))
     return TensorRTTracker(folder, device="cuda", engine_cache_dir=str(folder / "engines"))
@@ -70,14 +70,14 @@ def run(tracker: Any, video: list[np.ndarray], warmup: int, autocast: bool) -> d
 
     import torch
 
-    from segzero_ros.core.geometry import Box, Point
+    from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 
     context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     box, points = Box(130, 170, 270, 310), (Point(200, 240),)
     torch.cuda.reset_peak_memory_stats()
     times = []
     with context:
-        tracker.start(video[0], box, points)
+        tracker.start(video[0], ObjectPrompt(box, points))
         for frame in video[1:]:
             torch.cuda.synchronize()
             started = time.perf_counter()

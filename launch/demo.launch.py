@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from segzero_ros.ros.launch_arguments import PARAMETER_ARGUMENTS, argument_help
+
 ARGUMENTS = {
     "source": ("", "images folder, video file, ros2 bag or webcam index; default: the package's example photo"),
     "rate_hz": ("5.0", "frames per second the source publishes"),
     "bag_topic": ("", "with a bag: the Image / CompressedImage topic to replay (default: the first one)"),
-    "tiny": ("true", "true: the tiny offline models (no weights; masks and reasoning are MEANINGLESS)"),
     "use_rviz": ("true", "start RViz when rviz2 is installed"),
-    "reasoner_model": ("", "with tiny:=false: Hugging Face id or local folder of the reasoning model"),
-    "segmenter_checkpoint": ("", "with tiny:=false: local SAM2 .pt checkpoint"),
-    "segmenter_config": ("", "with tiny:=false: sam2 config name for the checkpoint"),
+    **{argument: ("", argument_help(argument)) for argument in PARAMETER_ARGUMENTS},
+    "tiny": ("true", argument_help("tiny") + "; the demo's default is true"),
+    "max_image_age_s": ("0.0", argument_help("max_image_age_s") + "; the demo's default 0 takes any age"),
 }
+"""The source's own arguments, and every node-parameter argument of segzero.launch.py passed through."""
 IMAGE_TOPIC = "/demo/image"
 
 
@@ -46,11 +48,8 @@ def generate_launch_description() -> Any:
                       parameters=[{"source": source, "rate_hz": float(value["rate_hz"]),
                                    "bag_topic": value["bag_topic"]}],
                       remappings=[("image", IMAGE_TOPIC)], output="screen")
-        node_arguments = {"image": IMAGE_TOPIC, "tiny": value["tiny"], "use_rviz": value["use_rviz"],
-                          "max_image_age_s": "0.0"}
-        for name in ("reasoner_model", "segmenter_checkpoint", "segmenter_config"):
-            if value[name]:
-                node_arguments[name] = value[name]
+        node_arguments = {"image": IMAGE_TOPIC, "use_rviz": value["use_rviz"],
+                          **{name: value[name] for name in PARAMETER_ARGUMENTS if value[name]}}
         node = IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch",
                                                                                    "segzero.launch.py")),
                                         launch_arguments=node_arguments.items())

@@ -11,24 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "autostart": ("autostart",),
-    "reasoner_backend": ("reasoner.backend",),
-    "reasoner_model": ("reasoner.model",),
-    "answer_format": ("reasoner.answer_format",),
-    "reasoner_base_url": ("reasoner.base_url",),
-    "segmenter_backend": ("segmenter.backend",),
-    "segmenter_model": ("segmenter.model",),
-    "segmenter_config": ("segmenter.config",),
-    "segmenter_checkpoint": ("segmenter.checkpoint",),
-    "device": ("reasoner.device", "segmenter.device"),
-    "compressed_input": ("compressed_input",),
-    "max_image_age_s": ("max_image_age_s",),
-    "spatial": ("spatial.enabled",),
-    "tracking": ("tracking.enabled",),
-    "tiny": ("tiny",),
-}
-"""Launch argument → node parameter(s) it overrides when not empty."""
+from segzero_ros.ros.launch_arguments import PARAMETER_ARGUMENTS, argument_help, parameter_overrides
 
 ARGUMENT_HELP = {
     "image": "camera topic (sensor_msgs/Image); CompressedImage is read from <image>/compressed",
@@ -38,44 +21,13 @@ ARGUMENT_HELP = {
     "log_level": "debug, info, warn or error",
     "use_rviz": "true: also start RViz with config/segzero.rviz",
     "rviz_config": "RViz layout; default: the package's config/segzero.rviz",
-    "autostart": "true/false; empty keeps the params file's value",
-    "reasoner_backend": "reasoner backend (transformers, ...); empty keeps the params file's",
-    "reasoner_model": "Hugging Face id or local folder of the reasoning model",
-    "reasoner_base_url": "with reasoner_backend:=openai: the server's API root, e.g. https://gpu-server:8000/v1",
-    "answer_format": "seg_zero (Seg-Zero-7B: one object) or vision_reasoner (VisionReasoner-7B: a list, "
-                     "not_found when none); empty keeps the params file's",
-    "segmenter_backend": "segmenter backend: sam2, onnxruntime or tensorrt; empty keeps the params file's",
-    "segmenter_model": "Hugging Face id of the SAM2 checkpoint",
-    "segmenter_config": "sam2 config name, needed with segmenter_checkpoint",
-    "segmenter_checkpoint": "local SAM2 .pt checkpoint",
-    "device": "cpu, cuda or cuda:N for both models; empty keeps the params file's devices",
-    "compressed_input": "true: subscribe to <image>/compressed (sensor_msgs/CompressedImage)",
-    "max_image_age_s": "newest image must be at most this old when a command arrives; 0 = any age",
-    "tiny": "true: the tiny offline models (no weights needed; masks and reasoning are MEANINGLESS)",
-    "spatial": "true: also place each result in 3D from the aligned depth image (topics depth, depth_camera_info)",
-    "tracking": "true: keep tracking each result's object on every new frame (~/tracked, ~/mask)",
     "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
     "depth_camera_info": "CameraInfo of the depth topic",
+    **{argument: argument_help(argument) for argument in PARAMETER_ARGUMENTS},
 }
+"""Launch-only arguments described here; the ones that set node parameters describe themselves."""
 
-
-def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
-    """Node parameters from the non-empty launch arguments, typed as the node declares them."""
-    overrides: dict[str, Any] = {}
-    for argument, parameters in PARAMETER_ARGUMENTS.items():
-        text = arguments.get(argument, "").strip()
-        if not text:
-            continue
-        value: Any = text
-        if argument in ("autostart", "compressed_input", "spatial", "tracking", "tiny"):
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"launch argument {argument} must be true or false, got {text!r}")
-            value = text.lower() == "true"
-        elif argument == "max_image_age_s":
-            value = float(text)
-        for parameter in parameters:
-            overrides[parameter] = value
-    return overrides
+__all__ = ["ARGUMENT_HELP", "PARAMETER_ARGUMENTS", "generate_launch_description", "parameter_overrides"]
 
 
 def rviz_installed() -> bool:

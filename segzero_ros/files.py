@@ -71,7 +71,7 @@ def hub_problem(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     reached. Model loads ask this before a download, so an offline machine fails in seconds with the way out
     instead of retrying the hub for minutes."""
     if hub_offline():
-        return "HF_HUB_OFFLINE is set"
+        return "HF_HUB_OFFLINE=1 forbids downloads"
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host = endpoint.hostname or "huggingface.co"
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)

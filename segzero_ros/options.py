@@ -73,9 +73,8 @@ class Option:
     def coerce(self, value: object) -> Any:
         """`value` as written in YAML or on a command line (a string), converted to this option's kind;
         ValueError saying what was expected. Range and choices are :meth:`problem`'s."""
-        unset = isinstance(value, str) and self.kind is not str and value.strip().lower() in _UNSET
-        if value is None or (unset and self.optional):
-            return None
+        if value is None or (self.optional and isinstance(value, str) and value.strip().lower() in _UNSET):
+            return None  # an optional option's "", none, null or ~ is unset
         return _coerce(value, self.kind, self.items)
 
     def problem(self, name: str, value: object) -> str | None:
@@ -176,8 +175,8 @@ def _coerce(value: object, kind: type, items: type | None) -> Any:
         if text is not None and text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
         raise ValueError(f"expected true or false, got {value!r}")
-    if kind in (int, float) and not isinstance(value, bool):
-        number: object = value
+    if kind in (int, float):
+        number: object = None if isinstance(value, bool) else value
         if text is not None:
             try:
                 number = float(text) if kind is float or any(c in text for c in ".eE") else int(text)

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segzero_ros.core.progress import REASONING, SEGMENTING, Progress
+from segzero_ros.core.geometry import ObjectPrompt
+from segzero_ros.core.progress import Progress, Stage
 from segzero_ros.core.result import ErrorKind, SegmentationResult, SegmentedObject, StageTimings, error_result
 from segzero_ros.errors import CanceledError, ReasonerTimeoutError
 from segzero_ros.reasoning.base import Reasoner, ReasonerOutput
@@ -74,7 +75,7 @@ class SegZeroPipeline:
             return refused
         size = image_size_of(image)
         started = time.perf_counter()
-        progress.stage(REASONING)
+        progress.stage(Stage.REASONING)
         output: ReasonerOutput | BaseException
         try:
             output = self.reasoner.reason_stream(image, command, progress)
@@ -87,7 +88,7 @@ class SegZeroPipeline:
         if progress.canceled:
             return self._error(command, size, ErrorKind.CANCELED, "canceled after reasoning",
                                reasoning=getattr(output, "reasoning", ""), raw_output=getattr(output, "raw_output", ""))
-        progress.stage(SEGMENTING)
+        progress.stage(Stage.SEGMENTING)
         return self._segment(image, command, output, time.perf_counter() - started)
 
     def run_batch(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> list[SegmentationResult]:
@@ -151,7 +152,7 @@ class SegZeroPipeline:
         if output.objects is None:
             return self._error(command, size, ErrorKind.UNPARSEABLE_OUTPUT, output.error or "no answer",
                                timings=reasoned, **common)
-        prompts = tuple(SegmentedObject(box=found.box, points=found.points) for found in output.objects)
+        prompts = output.objects
         if not prompts:
             return self._error(command, size, ErrorKind.NOT_FOUND, "the model found no matching object",
                                timings=reasoned, **common)
@@ -170,15 +171,16 @@ class SegZeroPipeline:
                 message = describe_exception(exc)
             elapsed = time.perf_counter() - encode_started
             return self._error(
-                command, size, ErrorKind.SEGMENTER_FAILED, message, objects=prompts,
+                command, size, ErrorKind.SEGMENTER_FAILED, message,
+                objects=tuple(SegmentedObject(prompt) for prompt in prompts),
                 timings=StageTimings(reason_s=reason_s, encode_s=decode_started - encode_started,
                                      decode_s=elapsed - (decode_started - encode_started),
                                      total_s=reason_s + elapsed), **common,
             )
         finished = time.perf_counter()
         union = np.zeros(image.shape[:2], dtype=bool)
-        for found in objects:
-            union |= found.mask  # type: ignore[arg-type]  # _segment_object always sets it
+        for _, mask in objects:
+            union |= mask
         timings = StageTimings(
             reason_s=reason_s,
             encode_s=decode_started - encode_started,
@@ -188,7 +190,7 @@ class SegZeroPipeline:
         return SegmentationResult(
             command=command,
             image_size=size,
-            objects=objects,
+            objects=tuple(segmented for segmented, _ in objects),
             mask=union,
             timings=timings,
             reasoner_name=self.reasoner.name,
@@ -196,13 +198,14 @@ class SegZeroPipeline:
             **common,  # type: ignore[arg-type]
         )
 
-    def _segment_object(self, prompt: SegmentedObject, image_hw: tuple[int, ...]) -> SegmentedObject:
+    def _segment_object(self, prompt: ObjectPrompt, image_hw: tuple[int, ...]
+                        ) -> tuple[SegmentedObject, np.ndarray]:
         """One segmenter call with the object's box and positive points (VisionReasoner's strategy: one SAM2
-        call per object; Seg-Zero is the case of one object with two points)."""
-        segment = self.segmenter.segment(prompt.box, prompt.points)
+        call per object; Seg-Zero is the case of one object with two points); the object and its mask."""
+        segment = self.segmenter.segment(prompt)
         if segment.mask.shape != image_hw:
             raise MaskShapeError(f"segmenter returned a {segment.mask.shape} mask for a {image_hw} image")
-        return SegmentedObject(box=prompt.box, points=prompt.points, mask=segment.mask, score=segment.score)
+        return SegmentedObject(prompt, mask=segment.mask, score=segment.score), segment.mask
 
     def _error(self, command: str, size: tuple[int, int], kind: ErrorKind, message: str, **extra: object
                ) -> SegmentationResult:

@@ -1,4 +1,4 @@
-"""The command scheduler: every command in, exactly one answer out. No ROS, no torch.
+"""The command scheduler: every command in, exactly one reply out. No ROS, no torch.
 
 What a perception front end (the ROS node, a test, a future HTTP server) needs around a pipeline, in one
 place that plain threads can test:
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segzero_ros.core.progress import QUEUED, Progress
+from segzero_ros.core.progress import Progress, Stage
 from segzero_ros.core.result import ErrorKind, SegmentationResult, error_result
 from segzero_ros.options import check_options, option
 
@@ -115,8 +115,8 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The one answer to a job."""
+class Reply:
+    """The scheduler's one reply to a job: the job and its result (the model's answer is inside the result)."""
 
     job: Job
     result: SegmentationResult
@@ -160,13 +160,13 @@ class SchedulerStatus:
 
 FrameConverter = Callable[[Any], np.ndarray]
 """Frame.data → RGB H×W×3 uint8; raises ValueError with the reason when it cannot."""
-AnswerCallback = Callable[[Answer], None]
+ReplyCallback = Callable[[Reply], None]
 
 
 @dataclass
 class _Ticket:
     job: Job
-    answered: bool = False
+    replied: bool = False
 
 
 @dataclass
@@ -209,7 +209,7 @@ class CommandScheduler:
     errors, the worker's, the watchdog's), never with the scheduler's lock held.
     """
 
-    def __init__(self, on_result: AnswerCallback, *, convert: FrameConverter,
+    def __init__(self, on_result: ReplyCallback, *, convert: FrameConverter,
                  config: SchedulerConfig | None = None, on_change: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, image_source: str = "the camera",
                  watchdog_period_s: float | None = WATCHDOG_PERIOD_S) -> None:
@@ -307,14 +307,14 @@ class CommandScheduler:
         self._changed()
 
     def close_intake(self, reason: str, refusal: str | None = None) -> None:
-        """Answer the waiting commands not_ready with `reason`, refuse new ones with `refusal` (default the same
+        """Reply the waiting commands not_ready with `reason`, refuse new ones with `refusal` (default the same
         reason), forget the newest frame."""
         with self._condition:
             self._open, self._closed_reason, self._latest = False, refusal or reason, None
             waiting = list(self._pending)
             self._pending.clear()
         for ticket in waiting:
-            self._answer(ticket, self._error(ticket.job, ErrorKind.NOT_READY, reason))
+            self._reply(ticket, self._error(ticket.job, ErrorKind.NOT_READY, reason))
         self._changed()
 
     def offer_frame(self, data: Any, problem: str | None = None) -> Frame:
@@ -333,7 +333,7 @@ class CommandScheduler:
 
     def submit(self, command: str, *, frame: Frame | None = None, command_id: str = "",
                context: Any = None, progress: Progress | None = None) -> Job:
-        """Queue a command with `frame` (default: the newest offered frame). Exactly one answer follows: now,
+        """Queue a command with `frame` (default: the newest offered frame). Exactly one reply follows: now,
         for problems found at admission, or later from the worker or the watchdog."""
         with self._condition:
             self._ids += 1
@@ -348,10 +348,10 @@ class CommandScheduler:
                 self._pending.append(ticket)
                 self._condition.notify_all()
         if problem is not None:
-            self._answer(ticket, self._error(job, *problem))
+            self._reply(ticket, self._error(job, *problem))
         else:
             if progress is not None:
-                progress.stage(QUEUED)
+                progress.stage(Stage.QUEUED)
             self._changed()
         return job
 
@@ -366,7 +366,7 @@ class CommandScheduler:
             run = self._running
             running = run.ticket.job if run is not None and run.ticket.job.command_id == command_id else None
         if waiting is not None:
-            self._answer(waiting, self._error(waiting.job, ErrorKind.CANCELED, "canceled while queued"))
+            self._reply(waiting, self._error(waiting.job, ErrorKind.CANCELED, "canceled while queued"))
             self._changed()
             return True
         if running is not None and running.progress is not None:
@@ -441,19 +441,19 @@ class CommandScheduler:
                 ticket = self._pending.popleft()
                 run = self._running = _Run(ticket, self._clock())
             self._changed()
-            answer = self._execute(ticket, pipeline, run.started)
+            reply = self._execute(ticket, pipeline, run.started)
             with self._condition:
                 mine = self._running is run
                 if mine:
                     self._running = None
             if mine and not run.overran:
-                self._answer(ticket, answer.result, rgb=answer.rgb, queue_s=answer.queue_s)
+                self._reply(ticket, reply.result, rgb=reply.rgb, queue_s=reply.queue_s)
             else:
                 LOG.warning("[%s] inference returned after %.1f s, past its deadline; its result is dropped",
                             ticket.job.command_id, self._clock() - ticket.job.received)
             self._changed()
 
-    def _execute(self, ticket: _Ticket, pipeline: Pipeline, started: float) -> Answer:
+    def _execute(self, ticket: _Ticket, pipeline: Pipeline, started: float) -> Reply:
         """Run one command; never raises."""
         job = ticket.job
         queue_s = started - job.received
@@ -463,14 +463,14 @@ class CommandScheduler:
         except ValueError as exc:
             with self._condition:
                 self._count_unusable(job.frame, str(exc))
-            return Answer(job, self._error(job, ErrorKind.INVALID_INPUT, str(exc)), queue_s=queue_s)
+            return Reply(job, self._error(job, ErrorKind.INVALID_INPUT, str(exc)), queue_s=queue_s)
         try:
             result = pipeline.run(rgb, job.command, job.progress) if job.progress else pipeline.run(rgb, job.command)
         except Exception as exc:  # the pipeline is the error boundary; this is the last resort
             LOG.exception("pipeline raised")
-            return Answer(job, self._error(job, ErrorKind.REASONER_FAILED, f"{type(exc).__name__}: {exc}"),
+            return Reply(job, self._error(job, ErrorKind.REASONER_FAILED, f"{type(exc).__name__}: {exc}"),
                           queue_s=queue_s)
-        return Answer(job, result, rgb, queue_s)
+        return Reply(job, result, rgb, queue_s)
 
     def _close(self, worker: _Worker, pipeline: Pipeline) -> None:
         try:
@@ -487,7 +487,7 @@ class CommandScheduler:
             self.check_deadline()
 
     def check_deadline(self) -> bool:
-        """Answer the running command `timeout` if it overran inference_timeout_s; True when it did so now.
+        """Reply the running command `timeout` if it overran inference_timeout_s; True when it did so now.
         Called by the watchdog thread; tests with a fake clock call it directly."""
         with self._condition:
             run, limit = self._running, self._config.inference_timeout_s
@@ -511,13 +511,13 @@ class CommandScheduler:
         LOG.error("[%s] inference has run %.1f s, past inference_timeout_s (%g s); %s", run.ticket.job.command_id,
                   running_s, limit, "the worker is abandoned" if abandoned
                   else "commands are refused until the model call returns")
-        self._answer(run.ticket, self._error(
+        self._reply(run.ticket, self._error(
             run.ticket.job, ErrorKind.TIMEOUT,
             f"inference did not finish within inference_timeout_s ({limit:g} s); the model call was still "
             f"running after {running_s:.1f} s"))
         reason = self._stuck_reason()
         for ticket in waiting:
-            self._answer(ticket, self._error(ticket.job, ErrorKind.NOT_READY, reason))
+            self._reply(ticket, self._error(ticket.job, ErrorKind.NOT_READY, reason))
 
     def _stuck_reason(self) -> str:
         run = self._running
@@ -542,12 +542,12 @@ class CommandScheduler:
         reasoner, segmenter = self._names
         return error_result(job.command, (0, 0), kind, message, reasoner_name=reasoner, segmenter_name=segmenter)
 
-    def _answer(self, ticket: _Ticket, result: SegmentationResult, *, rgb: np.ndarray | None = None,
+    def _reply(self, ticket: _Ticket, result: SegmentationResult, *, rgb: np.ndarray | None = None,
                 queue_s: float = 0.0) -> None:
         with self._condition:
-            if ticket.answered:
+            if ticket.replied:
                 return
-            ticket.answered = True
+            ticket.replied = True
             latency_s = self._clock() - ticket.job.received
             counters = self._counters
             if result.ok:
@@ -558,7 +558,7 @@ class CommandScheduler:
                 counters.last_error_kind, counters.last_error = kind, result.error or ""
             counters.last_latency_s = latency_s
         try:
-            self._on_result(Answer(ticket.job, result, rgb, queue_s, latency_s))
+            self._on_result(Reply(ticket.job, result, rgb, queue_s, latency_s))
         except Exception:  # a publishing problem must not kill the worker
             LOG.exception("[%s] on_result raised", ticket.job.command_id)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, Point, mask_box
 from segzero_ros.core.result import SegmentedObject
 
 MASK_COLOR = (255, 64, 0)
@@ -70,11 +70,10 @@ def _tint_in_place(image: np.ndarray, mask: np.ndarray, alpha: float, color: tup
 
     The node draws this for every result; blending the whole frame would dominate its per-frame cost.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    box = mask_box(mask)
+    if box is None:
         return
-    cols = np.flatnonzero(mask.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    top, bottom, left, right = box.y1, box.y2 + 1, box.x1, box.x2 + 1
     region = image[top:bottom, left:right]
     blended = cv2.LUT(region, _tint_table(alpha, color))
     # cv2.copyTo is ~50× faster than np.copyto with a broadcast `where`.

@@ -10,9 +10,9 @@ import pytest
 
 from segzero_ros.backends import build_reasoner
 from segzero_ros.config import ReasonerConfig
-from segzero_ros.core.answer import DetectedObject, parse_answer
+from segzero_ros.core.answer import parse_answer
 from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, ANSWER_FORMATS, SEG_ZERO, VISION_REASONER, answer_format
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.core.prompt import build_prompt, build_vision_reasoner_prompt
 from segzero_ros.core.result import ErrorKind, SegmentationResult, SegmentedObject, instance_labels
 from segzero_ros.pipeline import SegZeroPipeline
@@ -45,7 +45,7 @@ def test_registry_names_both_formats_and_refuses_others() -> None:
 def test_seg_zero_format_is_the_list_of_its_one_object() -> None:
     parsed = answer_format(SEG_ZERO).parse(SEG_ZERO_ANSWER, (1680, 1260))
     single = parse_answer(SEG_ZERO_ANSWER, (1680, 1260))
-    assert parsed.objects == (DetectedObject(box=single.box, points=single.points),)
+    assert parsed.objects == (ObjectPrompt(single.box, single.points),)
     assert parsed.reasoning == "a mug"
 
 
@@ -53,7 +53,7 @@ def test_output_from_text_reads_the_chosen_format() -> None:
     listed = output_from_text(TWO_CUPS, (1680, 1260), format=VISION_REASONER)
     assert listed.ok and listed.objects is not None and len(listed.objects) == 2
     # x × 2, y × 1.5, rounded half up: the second object's box (500,100,800,400) → (1000,150,1600,600).
-    assert listed.objects[1] == DetectedObject(Box(1000, 150, 1600, 600), (Point(1300, 375),))
+    assert listed.objects[1] == ObjectPrompt(Box(1000, 150, 1600, 600), (Point(1300, 375),))
     empty = output_from_text(NOTHING, (1680, 1260), format=VISION_REASONER)
     assert empty.ok and empty.objects == () and empty.reasoning == "there is no knife on the table"
     # The same list read as a Seg-Zero answer has no "bbox" + two points: unparseable, not "nothing there".
@@ -111,11 +111,11 @@ def test_a_failing_object_fails_the_command_with_every_prompt_kept() -> None:
     class SecondCallFails(BoxSegmenter):
         calls = 0
 
-        def segment(self, box, points):
+        def segment(self, prompt):
             self.calls += 1
             if self.calls == 2:
                 raise MemoryError("simulated out of memory")
-            return super().segment(box, points)
+            return super().segment(prompt)
 
     result = SegZeroPipeline(ScriptedReasoner({"*": TWO_CUPS}, format=VISION_REASONER), SecondCallFails()).run(
         image(), "all the red cups")
@@ -128,14 +128,14 @@ def test_instance_labels_by_hand() -> None:
     a[0:2, 0:2] = True
     b = np.zeros((3, 4), dtype=bool)
     b[1:3, 1:4] = True
-    objects = (SegmentedObject(Box(0, 0, 1, 1), (), a), SegmentedObject(Box(1, 1, 3, 2), (), b),
-               SegmentedObject(Box(0, 0, 0, 0), (), None))
     expected = np.array([[1, 1, 0, 0],
                          [1, 1, 2, 2],   # (1, 1) is in both: the earlier object keeps it
                          [0, 2, 2, 2]], dtype=np.uint8)
-    np.testing.assert_array_equal(instance_labels(objects, (3, 4)), expected)
-    many = tuple(SegmentedObject(Box(0, 0, 0, 0), (), None) for _ in range(256))
-    assert instance_labels(many, (2, 2)).dtype == np.uint16
+    np.testing.assert_array_equal(instance_labels([a, b, None], (3, 4)), expected)
+    assert instance_labels([None] * 256, (2, 2)).dtype == np.uint16
+    objects = (SegmentedObject(ObjectPrompt(Box(0, 0, 1, 1)), a), SegmentedObject(ObjectPrompt(Box(1, 1, 3, 2)), b))
+    result = SegmentationResult("c", (4, 3), objects=objects, mask=a | b)
+    np.testing.assert_array_equal(result.labels(), expected)
     assert SegmentationResult("c", (4, 3)).labels() is None
 
 
@@ -145,9 +145,10 @@ def test_overlay_gives_each_object_its_own_colour_and_one_object_the_classic_loo
     a[5:10, 5:10] = True
     b = np.zeros((40, 60), dtype=bool)
     b[25:35, 40:55] = True
-    single = overlay_objects(base, [SegmentedObject(Box(5, 5, 9, 9), (Point(7, 7),), a)])
+    single = overlay_objects(base, [SegmentedObject(ObjectPrompt(Box(5, 5, 9, 9), (Point(7, 7),)), a)])
     np.testing.assert_array_equal(single, overlay_image(base, a, Box(5, 5, 9, 9), [Point(7, 7)]))
-    both = overlay_objects(base, [SegmentedObject(Box(5, 5, 9, 9), (), a), SegmentedObject(Box(40, 25, 54, 34), (), b)])
+    both = overlay_objects(base, [SegmentedObject(ObjectPrompt(Box(5, 5, 9, 9)), a),
+                                  SegmentedObject(ObjectPrompt(Box(40, 25, 54, 34)), b)])
     tint = [round(100 * 0.5 + c * 0.5) for c in OBJECT_COLORS[1]]
     assert both[30, 47].tolist() == tint and OBJECT_COLORS[1] != MASK_COLOR
     assert both[7, 7].tolist() == [round(100 * 0.5 + c * 0.5) for c in MASK_COLOR]

@@ -147,3 +147,69 @@ def test_graph_backend_flags_reach_the_segmenter_config(command, tmp_path):
     assert defaults.backend == "sam2" and not hasattr(defaults, "onnx_dir")  # sam2 never sees graph options
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, *required, "--segmenter-precision", "int4"])
+
+
+def _config(*flags, command="infer"):
+    from segzero_ros.cli import build_parser
+    from segzero_ros.cli.models import pipeline_config_from_args
+
+    required = ["--image", "x.png", "--command", "q"] if command == "infer" else ["--data", "d", "--out", "o"]
+    return pipeline_config_from_args(build_parser().parse_args([command, *required, *flags]), command)
+
+
+def test_every_backend_option_is_a_flag_with_its_rule(capsys):
+    config = _config("--segmenter", "onnxruntime", "--segmenter.cpu_threads", "3", "--reasoner.dtype", "float16",
+                     "--segmenter.multimask_output", "false")
+    assert (config.segmenter.cpu_threads, config.segmenter.multimask_output) == (3, False)
+    assert config.reasoner.dtype == "float16"
+    with pytest.raises(SystemExit) as exited:
+        _config("--segmenter.cpu_threads", "-1")
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "segmenter.cpu_threads must be >= 0, got -1" in error  # one line, no usage
+
+
+def test_flags_the_chosen_backend_does_not_read_are_warned_about(capsys):
+    config = _config("--segmenter.providers", "CUDAExecutionProvider", "--reasoner.timeout_s", "3")
+    assert config.segmenter.backend == "sam2" and not hasattr(config.segmenter, "providers")
+    warnings = capsys.readouterr().err
+    assert "--segmenter.providers is read by the onnxruntime backend only; the sam2 segmenter ignores it" in warnings
+    assert "--reasoner.timeout_s is read by the openai backend only" in warnings
+
+
+def test_reasoner_url_alone_selects_the_served_model_of_the_openai_backend():
+    config = _config("--reasoner-url", "http://127.0.0.1:9/v1", command="eval")
+    assert (config.reasoner.backend, config.reasoner.base_url) == ("openai", "http://127.0.0.1:9/v1")
+    assert config.reasoner.model is None  # the openai backend asks the server what it serves
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--tiny", "--reasoner", "/models/mine"], "--tiny runs the tiny offline models; it contradicts --reasoner.model"),
+    (["--tiny", "--sam2", "x.pt"], "it contradicts --sam2"),
+    (["--reasoner-backend", "scripted", "--reasoner-url", "http://127.0.0.1:9/v1"],
+     "--reasoner-url is read by the openai backend only, not scripted"),
+    (["--device", "gpu"], "--device: device must be auto, cpu, cuda or cuda:N; got 'gpu'"),
+])
+@pytest.mark.parametrize("command", ["infer", "eval"])
+def test_contradicting_flags_are_one_line_and_exit_code_2(command, flags, message, tmp_path, capsys):
+    required = ["--image", "x.png", "--command", "the knife"] if command == "infer" else \
+        ["--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([command, *required, *flags]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"segzero {command}: error: ") and message in error and error.count("\n") == 1
+
+
+def test_offline_without_hf_hub_offline_fails_fast_with_the_way_out(tmp_path, photo):
+    """No HF_HUB_OFFLINE and a hub that cannot be reached (here: a closed loopback port): an answer in seconds
+    naming the model asked for, the `hf download` command and HF_HUB_OFFLINE, not minutes of retries."""
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "empty-hf-home"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "segzero_ros.cli", "infer", "--image", str(photo), "--command", "mug",
+         "--reasoner", "someone/some-vl-model"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        check=False)
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    for expected in ("someone/some-vl-model", "127.0.0.1:9) cannot be reached", "HF_HUB_OFFLINE=1",
+                     "`hf download someone/some-vl-model --local-dir DIR`"):
+        assert expected in completed.stderr

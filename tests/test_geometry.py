@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -6,10 +7,12 @@ from PIL import Image
 from segzero_ros.core.geometry import (
     Box,
     FrameScale,
+    ObjectPrompt,
     Point,
     box_to_frame,
     box_to_image,
     clamp_point,
+    mask_box,
     normalize_box,
     point_to_image,
     resize_to_reasoning_frame,
@@ -66,3 +69,19 @@ def test_resize_squashes_to_840_without_keeping_aspect(size):
 
 def test_resize_converts_to_rgb():
     assert resize_to_reasoning_frame(Image.new("L", (10, 10), 7)).mode == "RGB"
+
+
+def test_an_object_prompt_is_a_box_and_its_points_whatever_sequence_they_came_in():
+    from_list = ObjectPrompt(Box(1, 2, 3, 4), [Point(2, 3)])  # type: ignore[arg-type]
+    assert from_list == ObjectPrompt(Box(1, 2, 3, 4), (Point(2, 3),)) and hash(from_list)
+    assert ObjectPrompt(Box(0, 0, 1, 1)).points == ()
+
+
+def test_mask_box_by_hand_and_the_empty_mask():
+    mask = np.zeros((5, 7), dtype=bool)
+    assert mask_box(mask) is None
+    mask[1, 2] = mask[3, 5] = True
+    assert mask_box(mask) == Box(2, 1, 5, 3)  # corners inclusive
+    mask[:] = False
+    mask[4, 6] = True
+    assert mask_box(mask.astype(np.uint8) * 255) == Box(6, 4, 6, 4)

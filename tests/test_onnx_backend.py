@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from segzero_ros.config import OnnxRuntimeSegmenterConfig, PipelineConfig, ReasonerConfig, TensorRTSegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.segmentation.base import Segmenter
 from segzero_ros.segmentation.manifest import MANIFEST_FILENAME, GraphSpec, TensorSpec, load_manifest
@@ -83,7 +83,7 @@ def side_by_side(segmenter, predictor, image_hw: tuple[int, int]):
     box, points = prompt_for(*image_hw)
     masks, scores, low_res = predict(predictor, image, box, points)
     segmenter.set_image(image)
-    return masks, scores, low_res, segmenter.predict_low_res(box, points), segmenter.segment(box, points)
+    return masks, scores, low_res, segmenter.predict_low_res(ObjectPrompt(box, points)), segmenter.segment(ObjectPrompt(box, points))
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +111,11 @@ def test_fp32_graphs_match_torch_predictor(segmenter, predictor, image_hw) -> No
     assert any((masks[i] != masks[best]).any() for i in range(3) if i != best), "the choice would not matter"
 
     segmenter.set_image(image)
-    low = segmenter.predict_low_res(box, points)
+    low = segmenter.predict_low_res(ObjectPrompt(box, points))
     assert low.logits.shape == low_res.shape == (3, 64, 64)
     assert np.abs(low.logits - low_res).max() < 1e-4
     np.testing.assert_allclose(low.scores, scores, atol=1e-5)
-    output = segmenter.segment(box, points)
+    output = segmenter.segment(ObjectPrompt(box, points))
     assert output.mask.shape == image_hw and output.mask.dtype == np.bool_
     assert int(np.argmax(low.scores)) == best
     assert output.score == pytest.approx(float(scores[best]), abs=1e-5)
@@ -135,18 +135,18 @@ def test_matches_sam2_segmenter_box_only_and_single_mask(export_dir: Path, tiny_
     single = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, cpu_threads=1, multimask_output=False)
     single.set_image(image)
     try:
-        expected = torch_segmenter.segment(box, [])
+        expected = torch_segmenter.segment(ObjectPrompt(box))
         multi = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, cpu_threads=1)
         multi.set_image(image)
-        got = multi.segment(box, [])
+        got = multi.segment(ObjectPrompt(box))
         assert iou(got.mask, expected.mask) >= 0.99 and got.score == pytest.approx(expected.score, abs=1e-5)
         multi.close()
 
         masks, _, low_res = predict(predictor, image, box, points, multimask=False)
-        low = single.predict_low_res(box, points)
+        low = single.predict_low_res(ObjectPrompt(box, points))
         assert low.logits.shape == low_res.shape == (1, 64, 64)
         assert np.abs(low.logits - low_res).max() < 1e-4
-        assert iou(single.segment(box, points).mask, masks[0] > 0) >= 0.99
+        assert iou(single.segment(ObjectPrompt(box, points)).mask, masks[0] > 0) >= 0.99
     finally:
         torch_segmenter.close()
         single.close()
@@ -176,7 +176,7 @@ def test_segmenter_protocol_and_errors(segmenter, export_dir: Path) -> None:
         segmenter.set_image(np.zeros((20, 30), dtype=np.uint8))
     fresh = OnnxRuntimeSegmenter.from_onnx_dir(export_dir, cpu_threads=1)
     with pytest.raises(RuntimeError, match="before set_image"):
-        fresh.segment(Box(1, 1, 5, 5), [])
+        fresh.segment(ObjectPrompt(Box(1, 1, 5, 5)))
     fresh.close()
     with pytest.raises(RuntimeError, match="closed"):
         fresh.set_image(rng_image(8, 8))
@@ -443,7 +443,7 @@ def test_resize_and_normalise_match_sam2_transforms(image_hw) -> None:
 
 
 def test_decoder_prompt_is_box_corners_then_points_in_encoder_frame(predictor) -> None:
-    coords, labels = decoder_prompt(Box(40, 60, 290, 470), [Point(120, 200), Point(210, 380)], (517, 333), 256)
+    coords, labels = decoder_prompt(ObjectPrompt(Box(40, 60, 290, 470), (Point(120, 200), Point(210, 380))), (517, 333), 256)
     assert coords.dtype == np.float32 and labels.dtype == np.int32
     assert coords.shape == (1, 4, 2) and labels.tolist() == [[2, 3, 1, 1]]
     expected = [[40 / 333 * 256, 60 / 517 * 256], [290 / 333 * 256, 470 / 517 * 256],
@@ -455,7 +455,7 @@ def test_decoder_prompt_is_box_corners_then_points_in_encoder_frame(predictor) -
                                                              np.array([40, 60, 290, 470]), None, True)
     np.testing.assert_array_equal(coords[0, :2], box_coords[0].numpy())
     np.testing.assert_array_equal(coords[0, 2:], point_coords[0].numpy())
-    _, box_only = decoder_prompt(Box(0, 0, 10, 10), [], (20, 20), 256)
+    _, box_only = decoder_prompt(ObjectPrompt(Box(0, 0, 10, 10)), (20, 20), 256)
     assert box_only.tolist() == [[2, 3]]
 
 

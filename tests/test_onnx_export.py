@@ -188,7 +188,7 @@ def test_fp16_can_be_added_to_an_fp32_export_with_progress(export_dir: Path, tmp
     for name in ("encoder.onnx", "decoder.onnx"):
         shutil.copy(export_dir / name, fp32_only / name)
     messages: list[str] = []
-    updated = add_fp16_graphs(fp32_only, progress=messages.append)
+    updated = add_fp16_graphs(fp32_only, report=messages.append)
     assert updated.precisions == ("fp32", "fp16") and load_manifest(fp32_only).precisions == ("fp32", "fp16")
     assert messages[0] == "converting encoder.onnx to fp16 (float32 inputs/outputs kept) ..."
     assert any(m == "checking decoder.fp16.onnx ..." for m in messages)

@@ -46,7 +46,7 @@ def test_unparseable_output_is_an_error_result_not_an_exception():
 
 
 class ExplodingSegmenter(BoxSegmenter):
-    def segment(self, box, points):
+    def segment(self, prompt):
         raise MemoryError("simulated out of memory")
 
 

@@ -132,7 +132,7 @@ def test_public_functions_agree_with_the_breakdown():
     )
     # (500, 500) is outside the predicted box: point 0, all else 1.
     assert breakdown.total == 4.0
-    assert breakdown.as_dict() == {
+    assert breakdown.to_dict() == {
         "thinking_format": 1.0,
         "segmentation_format": 1.0,
         "bbox_iou": 1.0,

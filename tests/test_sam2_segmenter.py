@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.base import Segmenter
 from segzero_ros.segmentation.sam2_backend import Sam2Segmenter, prompt_arrays, sam2_feature_sizes
@@ -34,12 +34,12 @@ def segmenter(tiny_sam2):
 
 
 def test_prompt_arrays_are_segzero_prompt_in_image_pixels() -> None:
-    coords, labels, box = prompt_arrays(BOX, POINTS)
+    coords, labels, box = prompt_arrays(ObjectPrompt(BOX, POINTS))
     assert coords.dtype == np.float32 and labels.dtype == np.int32 and box.dtype == np.float32
     np.testing.assert_array_equal(coords, [[120.0, 200.0], [210.0, 380.0]])
     np.testing.assert_array_equal(labels, [1, 1])
     np.testing.assert_array_equal(box, [40.0, 60.0, 290.0, 470.0])
-    no_coords, no_labels, _ = prompt_arrays(BOX, [])
+    no_coords, no_labels, _ = prompt_arrays(ObjectPrompt(BOX))
     assert no_coords.shape == (0, 2) and no_labels.shape == (0,)
 
 
@@ -86,7 +86,7 @@ def test_segment_gives_full_resolution_bool_mask(segmenter: Sam2Segmenter, odd_i
     assert segmenter.name == str(tiny_sam2.checkpoint)
     assert segmenter.image_size == 256
     segmenter.set_image(odd_image)
-    output = segmenter.segment(BOX, POINTS)
+    output = segmenter.segment(ObjectPrompt(BOX, POINTS))
     assert output.mask.dtype == np.bool_
     assert output.mask.shape == (IMAGE_HEIGHT, IMAGE_WIDTH)
     assert np.isfinite(output.score)
@@ -114,17 +114,17 @@ def test_chosen_mask_is_best_of_direct_sam2_predictor(segmenter: Sam2Segmenter, 
     assert any((masks[index] != masks[best]).any() for index in others), "choice would not matter"
 
     segmenter.set_image(odd_image)
-    output = segmenter.segment(BOX, POINTS)
+    output = segmenter.segment(ObjectPrompt(BOX, POINTS))
     np.testing.assert_array_equal(output.mask, masks[best] > 0)
     assert output.score == pytest.approx(float(scores[best]), rel=1e-6)
 
 
 def test_segment_is_deterministic(segmenter: Sam2Segmenter, odd_image: np.ndarray) -> None:
     segmenter.set_image(odd_image)
-    first = segmenter.segment(BOX, POINTS)
-    second = segmenter.segment(BOX, POINTS)
+    first = segmenter.segment(ObjectPrompt(BOX, POINTS))
+    second = segmenter.segment(ObjectPrompt(BOX, POINTS))
     segmenter.set_image(odd_image.copy())
-    third = segmenter.segment(BOX, POINTS)
+    third = segmenter.segment(ObjectPrompt(BOX, POINTS))
     for again in (second, third):
         np.testing.assert_array_equal(again.mask, first.mask)
         assert again.score == first.score
@@ -143,7 +143,7 @@ def test_registry_builds_it_and_segment_needs_an_image_first(tiny_sam2, odd_imag
     built = build_segmenter(tiny_sam2.segmenter_config())
     assert isinstance(built, Sam2Segmenter) and isinstance(built, Segmenter)
     with pytest.raises(RuntimeError, match="before set_image"):
-        built.segment(BOX, POINTS)
+        built.segment(ObjectPrompt(BOX, POINTS))
     built.close()
     with pytest.raises(RuntimeError, match="closed"):
         built.set_image(odd_image)

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.core.result import SegmentationResult, SegmentedObject
-from segzero_ros.scheduler import Answer, CommandScheduler, Phase, SchedulerConfig
+from segzero_ros.scheduler import CommandScheduler, Phase, Reply, SchedulerConfig
 
 WAIT_S = 10.0
 
@@ -49,7 +49,7 @@ class StandInPipeline:
         if self.fail:
             raise RuntimeError("boom")
         return SegmentationResult(command=command, image_size=(image.shape[1], image.shape[0]),
-                                  objects=(SegmentedObject(Box(0, 0, 1, 1), (Point(0, 0), Point(1, 1)),
+                                  objects=(SegmentedObject(ObjectPrompt(Box(0, 0, 1, 1), (Point(0, 0), Point(1, 1))),
                                                            np.ones(image.shape[:2], dtype=bool), 0.9),),
                                   mask=np.ones(image.shape[:2], dtype=bool))
 
@@ -59,24 +59,24 @@ class StandInPipeline:
 
 class Recorder:
     def __init__(self) -> None:
-        self.answers: list[Answer] = []
+        self.replies: list[Reply] = []
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
 
-    def __call__(self, answer: Answer) -> None:
+    def __call__(self, reply: Reply) -> None:
         with self.arrived:
-            self.answers.append(answer)
+            self.replies.append(reply)
             self.arrived.notify_all()
 
-    def wait_for(self, count: int) -> list[Answer]:
+    def wait_for(self, count: int) -> list[Reply]:
         with self.arrived:
-            assert self.arrived.wait_for(lambda: len(self.answers) >= count, WAIT_S), \
-                f"{len(self.answers)} of {count} answers"
-            return list(self.answers)
+            assert self.arrived.wait_for(lambda: len(self.replies) >= count, WAIT_S), \
+                f"{len(self.replies)} of {count} answers"
+            return list(self.replies)
 
     def kinds(self) -> Counter[str]:
         with self.lock:
-            return Counter(a.result.error_kind.value if a.result.error_kind else "ok" for a in self.answers)
+            return Counter(a.result.error_kind.value if a.result.error_kind else "ok" for a in self.replies)
 
 
 def to_rgb(data: object) -> np.ndarray:
@@ -136,10 +136,10 @@ def test_a_command_runs_on_the_newest_frame_and_is_answered_once(make, recorder)
     scheduler.offer_frame(np.zeros((2, 2, 3), dtype=np.uint8))
     scheduler.offer_frame(IMAGE)
     job = scheduler.submit("the mug", context="mine")
-    [answer] = recorder.wait_for(1)
-    assert answer.job is job and answer.job.context == "mine" and job.command_id == "1"
-    assert answer.result.ok and answer.result.mask.shape == (4, 6) and answer.rgb is IMAGE
-    assert answer.latency_s >= answer.queue_s >= 0
+    [reply] = recorder.wait_for(1)
+    assert reply.job is job and reply.job.context == "mine" and job.command_id == "1"
+    assert reply.result.ok and reply.result.mask.shape == (4, 6) and reply.rgb is IMAGE
+    assert reply.latency_s >= reply.queue_s >= 0
     status = scheduler.status()
     assert (status.commands_received, status.results_succeeded, status.results_failed) == (1, 1, 0)
     assert (status.reasoner_name, status.segmenter_name) == ("stand-in-reasoner", "stand-in-segmenter")
@@ -150,22 +150,22 @@ def test_admission_answers_at_once_with_the_reason(make, recorder):
     scheduler = make(clock=clock, watchdog=None, max_image_age_s=1.0)
     scheduler.close_intake("closed", refusal="node is inactive")
     scheduler.submit("before any model")
-    assert recorder.answers[-1].result.error == "node is inactive"
+    assert recorder.replies[-1].result.error == "node is inactive"
     scheduler.load(StandInPipeline).result(WAIT_S)
     scheduler.open_intake()
     scheduler.submit("no image yet")
-    assert recorder.answers[-1].result.error_kind.value == "no_image"
+    assert recorder.replies[-1].result.error_kind.value == "no_image"
     scheduler.offer_frame(IMAGE)
     clock.now += 1.5
     scheduler.submit("old image")
-    assert recorder.answers[-1].result.error_kind.value == "stale_image"
-    assert recorder.answers[-1].result.error == "newest image is 1.50 s old (max_image_age_s 1)"
+    assert recorder.replies[-1].result.error_kind.value == "stale_image"
+    assert recorder.replies[-1].result.error == "newest image is 1.50 s old (max_image_age_s 1)"
     scheduler.offer_frame(None, problem="unknown encoding 'yuv9'")
     scheduler.submit("bad image")
-    assert recorder.answers[-1].result.error == "image is unusable: unknown encoding 'yuv9'"
+    assert recorder.replies[-1].result.error == "image is unusable: unknown encoding 'yuv9'"
     scheduler.submit("   ")
     scheduler.submit("x" * 10_001)
-    kinds = [a.result.error_kind.value for a in recorder.answers]
+    kinds = [a.result.error_kind.value for a in recorder.replies]
     assert kinds == ["not_ready", "no_image", "stale_image", "invalid_input", "invalid_input", "invalid_input"]
     assert scheduler.status().images_unusable == 1
 
@@ -188,7 +188,7 @@ def test_loading_runs_off_the_callers_thread_and_refuses_commands_meanwhile(make
     assert (status.phase, status.loading_s, status.accepting) == (Phase.LOADING, 3.0, False)
     scheduler.offer_frame(IMAGE)
     scheduler.submit("during load")
-    assert recorder.answers[-1].result.error == "models are loading (3.0 s so far)"
+    assert recorder.replies[-1].result.error == "models are loading (3.0 s so far)"
     release.set()
     loaded.result(WAIT_S)
     assert loader_thread == ["segzero-inference"]
@@ -210,7 +210,7 @@ def test_a_failed_load_leaves_the_reason_and_refuses_with_it(make, recorder):
     assert status.phase is Phase.UNLOADED
     assert status.load_error == "cannot load models: FileNotFoundError: no weights at /models/x"
     scheduler.submit("anything")
-    assert recorder.answers[-1].result.error == ("node is unconfigured, not active: cannot load models: "
+    assert recorder.replies[-1].result.error == ("node is unconfigured, not active: cannot load models: "
                                                  "FileNotFoundError: no weights at /models/x")
 
 
@@ -225,7 +225,7 @@ def test_exactly_one_answer_per_command_under_bursts_from_many_threads(running, 
     gate.set()
     answers = recorder.wait_for(201)
     time.sleep(0.05)  # nothing more may arrive
-    assert len(recorder.answers) == 201
+    assert len(recorder.replies) == 201
     assert len({a.job.command_id for a in answers}) == 201
     kinds = recorder.kinds()
     assert kinds["ok"] == 6 and kinds["queue_full"] == 195  # the running one + queue_depth waiting
@@ -257,14 +257,14 @@ def test_an_overrun_is_answered_timeout_and_the_late_result_is_dropped(running, 
     assert waiting.job.command == "waits" and waiting.result.error_kind.value == "not_ready"
     assert scheduler.status().stuck
     scheduler.submit("while stuck")
-    assert "inference worker is stuck: command 1 overran" in recorder.answers[-1].result.error
+    assert "inference worker is stuck: command 1 overran" in recorder.replies[-1].result.error
     gate.set()  # the model call returns late
     deadline = time.monotonic() + WAIT_S
     while scheduler.status().busy and time.monotonic() < deadline:
         time.sleep(0.005)
     status = scheduler.status()
     assert not status.stuck and not status.busy and status.commands_timed_out == 1
-    assert len(recorder.answers) == 3  # the late result was dropped
+    assert len(recorder.replies) == 3  # the late result was dropped
     scheduler.offer_frame(IMAGE)
     scheduler.submit("after")
     assert recorder.wait_for(4)[-1].result.ok
@@ -275,8 +275,8 @@ def test_the_watchdog_thread_enforces_the_deadline_by_itself(make, recorder):
     scheduler = make(StandInPipeline(gate), inference_timeout_s=0.05)
     scheduler.offer_frame(IMAGE)
     scheduler.submit("hangs")
-    [answer] = recorder.wait_for(1)
-    assert answer.result.error_kind.value == "timeout"
+    [reply] = recorder.wait_for(1)
+    assert reply.result.error_kind.value == "timeout"
     gate.set()
 
 
@@ -291,14 +291,14 @@ def test_release_waits_for_the_running_command_then_closes_the_pipeline(running,
         "not_ready", "node deactivated before the command ran")
     assert pipeline.closed.is_set() and scheduler.status().phase is Phase.UNLOADED
     scheduler.submit("after release")
-    assert recorder.answers[-1].result.error == "node is unconfigured"
+    assert recorder.replies[-1].result.error == "node is unconfigured"
 
 
 def test_release_abandons_a_stuck_worker_which_closes_its_own_pipeline(running, recorder):
     scheduler, stuck, gate = running("hangs", inference_timeout_s=0.05, watchdog=None)
     assert not scheduler.release()  # waited until the deadline, then abandoned
-    [answer] = recorder.wait_for(1)
-    assert answer.result.error_kind.value == "timeout"
+    [reply] = recorder.wait_for(1)
+    assert reply.result.error_kind.value == "timeout"
     assert not stuck.closed.is_set()
     fresh = StandInPipeline()
     scheduler.load(lambda: fresh).result(WAIT_S)  # a new worker serves while the old one hangs
@@ -309,7 +309,7 @@ def test_release_abandons_a_stuck_worker_which_closes_its_own_pipeline(running, 
     gate.set()
     assert stuck.closed.wait(WAIT_S)  # the abandoned worker freed its models when the call returned
     time.sleep(0.05)
-    assert len(recorder.answers) == 2 and not fresh.closed.is_set()
+    assert len(recorder.replies) == 2 and not fresh.closed.is_set()
 
 
 def test_release_during_a_load_closes_the_models_when_the_load_returns(make, recorder):
@@ -346,8 +346,8 @@ def test_unconvertible_frames_and_raising_pipelines_still_get_one_answer(make, r
 def test_an_on_result_that_raises_does_not_stop_the_worker(make):
     calls: list[str] = []
 
-    def explode(answer: Answer) -> None:
-        calls.append(answer.job.command)
+    def explode(reply: Reply) -> None:
+        calls.append(reply.job.command)
         raise RuntimeError("publisher gone")
 
     scheduler = CommandScheduler(explode, convert=to_rgb, watchdog_period_s=None)

@@ -6,13 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, Point, mask_box
 from segzero_ros.core.solution import parse_solution
 from segzero_ros.training.targets import (
     EmptyMaskError,
     MaskTargets,
     frame_targets,
-    mask_box,
     mask_targets,
     representative_points,
     scale_to_frame,

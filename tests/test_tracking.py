@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.errors import BackendUnavailableError
 from segzero_ros.tracking import TrackedMask, Tracker, build_tracker
 
@@ -74,7 +74,7 @@ def test_streaming_tracker_equals_sams_own_video_predictor(tracker, tiny_sam2, t
             expected_masks[index] = (video_masks[0, 0] > 0.0).numpy()
     assert sorted(expected_logits) == list(range(FRAMES))
 
-    results = [tracker.start(frames[0], BOX, POINTS)]
+    results = [tracker.start(frames[0], ObjectPrompt(BOX, POINTS))]
     worst = float((tracker.low_res_logits() - expected_logits[0]).abs().max())
     for index in range(1, FRAMES):
         results.append(tracker.track(frames[index]))
@@ -91,7 +91,7 @@ def test_memory_stays_bounded_over_a_long_stream(tracker):
     """300 frames (~80 s on one core): the window fills by frame 16, then neither the frames held nor the bytes
     of their tensors grow (sam2's own video predictor keeps every frame: ~0.77 MB more per frame at 1024 px)."""
     frames = moving_disc(12)
-    tracker.start(frames[0], BOX, POINTS)
+    tracker.start(frames[0], ObjectPrompt(BOX, POINTS))
     stored, sizes = [], []
     for index in range(1, 300):
         tracker.track(frames[index % len(frames)])
@@ -108,13 +108,13 @@ def test_api_rules(tracker, tiny_sam2):
     tracker.reset()
     with pytest.raises(RuntimeError, match="start"):
         tracker.track(frames[0])
-    tracker.start(frames[0], BOX, POINTS)
+    tracker.start(frames[0], ObjectPrompt(BOX, POINTS))
     with pytest.raises(ValueError, match="reset and start again"):
         tracker.track(np.zeros((60, 80, 3), np.uint8))
     with pytest.raises(ValueError, match="RGB uint8"):
         tracker.track(frames[1].astype(np.float32))
     tracker.reset()
-    small = tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ())  # a new size after reset
+    small = tracker.start(np.zeros((60, 80, 3), np.uint8), ObjectPrompt(Box(10, 10, 30, 30)))  # a new size after reset
     assert small.mask.shape == (60, 80)
     with pytest.raises(BackendUnavailableError, match="segmenter backend 'box' has no tracker"):
         build_tracker(SegmenterConfig(backend="box"))
@@ -125,7 +125,7 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
     import time
 
     from segzero_ros.testing.collect import wait_until
-    from segzero_ros.tracking.follower import TrackFollower, TrackState
+    from segzero_ros.tracking.follower import CameraFrame, TrackFollower, TrackState
 
     frames = moving_disc(12)
     updates, lock = [], threading.Lock()
@@ -136,34 +136,37 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
 
     def seen(number):
         with lock:
-            return [u.frame for u in updates].count(number) > 0
+            return [u.frame.header for u in updates].count(number) > 0
 
-    # Frames are (number, pixels): the follower hands the caller's frame object back with its mask.
-    follower = TrackFollower(lambda: build_tracker(tiny_sam2.segmenter_config()), lambda frame: frame[1], publish,
-                             max_rate_hz=100.0, lost_after_s=5.0)
+    def frame(number, pixels=None):  # the header is the frame's number; the message its pixels
+        return CameraFrame(number, pixels)
+
+    # The follower hands the caller's frame back with its mask.
+    follower = TrackFollower(lambda: build_tracker(tiny_sam2.segmenter_config()), lambda frame: frame.message,
+                             publish, max_rate_hz=100.0, lost_after_s=5.0)
     try:
-        follower.offer((1, frames[1]))  # nothing to follow yet: ignored
-        follower.follow("7", frames[0], [(BOX, POINTS)], frame=0)
+        follower.offer(frame(1, frames[1]))  # nothing to follow yet: ignored
+        follower.follow("7", frames[0], [ObjectPrompt(BOX, POINTS)], frame=frame(0))
         wait_until(lambda: seen(0), timeout=60, what="the target's first frame")
         assert updates[0].command_id == "7" and updates[0].frame_index == 0
         for index in range(1, 11):  # faster than the tracker: most of these are dropped, never queued
-            follower.offer((index, frames[index]))
-        wait_until(lambda: any(u.frame[0] == 10 for u in updates[1:]), timeout=60, what="the newest frame's mask")
+            follower.offer(frame(index, frames[index]))
+        wait_until(lambda: any(u.frame.header == 10 for u in updates[1:]), timeout=60, what="the newest frame's mask")
         status = follower.status()
-        tracked_frames = [u.frame[0] for u in updates[1:]]
+        tracked_frames = [u.frame.header for u in updates[1:]]
         assert tracked_frames == sorted(tracked_frames) and tracked_frames[-1] == 10  # the newest always wins
         assert status.frames_dropped >= 5 and status.frames_dropped + len(tracked_frames) == 10
         assert status.state is TrackState.TRACKING and status.command_id == "7"
         assert all(u.present and u.box is not None for u in updates)
         # A frame of another size ends the track with a clear error; stop() makes it idle.
-        follower.offer((11, np.zeros((60, 80, 3), np.uint8)))
+        follower.offer(frame(11, np.zeros((60, 80, 3), np.uint8)))
         wait_until(lambda: follower.status().state is TrackState.FAILED, timeout=60, what="the failed state")
         assert "reset and start again" in follower.status().error
-        follower.follow("8", frames[0], [(BOX, POINTS)], frame=100)
+        follower.follow("8", frames[0], [ObjectPrompt(BOX, POINTS)], frame=frame(100))
         wait_until(lambda: seen(100), timeout=60, what="the new target")
         assert follower.stop()
         count = len(updates)
-        follower.offer((12, frames[3]))
+        follower.offer(frame(12, frames[3]))
         time.sleep(0.8)
         assert len(updates) == count and follower.status().state is TrackState.IDLE
     finally:
@@ -173,12 +176,12 @@ def test_follower_tracks_the_newest_frame_drops_the_rest_and_stops(tiny_sam2):
 def test_several_objects_are_each_tracked_exactly_as_alone(tracker):
     """One encoding per frame, a memory per object (as sam2's video predictor keeps one per object id)."""
     frames = moving_disc(5)
-    second = (Box(100, 20, 150, 70), (Point(125, 45),))
-    together = [tracker.start_objects(frames[0], [(BOX, POINTS), second])]
+    second = ObjectPrompt(Box(100, 20, 150, 70), (Point(125, 45),))
+    together = [tracker.start_objects(frames[0], [ObjectPrompt(BOX, POINTS), second])]
     together += [tracker.track_objects(frame) for frame in frames[1:]]
     assert tracker.stored_frames == 2 * len(frames)
-    for index, prompt in enumerate([(BOX, POINTS), second]):
-        alone = [tracker.start(frames[0], *prompt)] + [tracker.track(frame) for frame in frames[1:]]
+    for index, prompt in enumerate([ObjectPrompt(BOX, POINTS), second]):
+        alone = [tracker.start(frames[0], prompt)] + [tracker.track(frame) for frame in frames[1:]]
         for both, single in zip(together, alone, strict=True):
             np.testing.assert_array_equal(both[index].mask, single.mask)
             assert both[index].score == single.score and both[index].present == single.present

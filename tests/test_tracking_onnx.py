@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
+
 pytestmark = pytest.mark.slow
 
 torch = pytest.importorskip("torch")
@@ -91,7 +93,8 @@ def test_onnxruntime_tracker_equals_the_torch_tracker(onnx_tracker, tiny_sam2):
     frames = moving_disc(24)
     reference = build_tracker(tiny_sam2.segmenter_config())
     try:
-        pairs = [(reference.start(frames[0], BOX, POINTS), onnx_tracker.start(frames[0], BOX, POINTS))]
+        prompt = ObjectPrompt(BOX, POINTS)
+        pairs = [(reference.start(frames[0], prompt), onnx_tracker.start(frames[0], prompt))]
         worst = float(np.abs(onnx_tracker.low_res_logits() - reference.low_res_logits().numpy()).max())
         for frame in frames[1:]:
             pairs.append((reference.track(frame), onnx_tracker.track(frame)))
@@ -109,11 +112,10 @@ def test_onnxruntime_tracker_equals_the_torch_tracker(onnx_tracker, tiny_sam2):
 
 
 def test_onnxruntime_tracker_memory_stays_bounded(onnx_tracker):
-    from segzero_ros.core.geometry import Box
     from tests.test_tracking import BOX, POINTS, moving_disc
 
     frames = moving_disc(6)
-    onnx_tracker.start(frames[0], BOX, POINTS)
+    onnx_tracker.start(frames[0], ObjectPrompt(BOX, POINTS))
     stored = []
     for index in range(1, 25):
         onnx_tracker.track(frames[index % len(frames)])
@@ -122,7 +124,7 @@ def test_onnxruntime_tracker_memory_stays_bounded(onnx_tracker):
     with pytest.raises(ValueError, match="reset and start again"):
         onnx_tracker.track(np.zeros((60, 80, 3), np.uint8))
     onnx_tracker.reset()
-    assert onnx_tracker.start(np.zeros((60, 80, 3), np.uint8), Box(10, 10, 30, 30), ()).mask.shape == (60, 80)
+    assert onnx_tracker.start(np.zeros((60, 80, 3), np.uint8), ObjectPrompt(Box(10, 10, 30, 30))).mask.shape == (60, 80)
 
 
 def test_memory_attention_graph_takes_every_memory_size_and_passes_the_tensorrt_checks(onnx_tracker, video_model):
@@ -172,15 +174,14 @@ def test_tensorrt_tracker_profiles_cover_the_tracking_graphs_and_a_missing_tenso
 
 
 def test_onnxruntime_tracker_follows_several_objects_each_as_alone(onnx_tracker):
-    from segzero_ros.core.geometry import Box, Point
     from tests.test_tracking import BOX, POINTS, moving_disc
 
     frames = moving_disc(4)
-    second = (Box(100, 20, 150, 70), (Point(125, 45),))
-    together = [onnx_tracker.start_objects(frames[0], [(BOX, POINTS), second])]
+    second = ObjectPrompt(Box(100, 20, 150, 70), (Point(125, 45),))
+    together = [onnx_tracker.start_objects(frames[0], [ObjectPrompt(BOX, POINTS), second])]
     together += [onnx_tracker.track_objects(frame) for frame in frames[1:]]
-    for index, prompt in enumerate([(BOX, POINTS), second]):
-        alone = [onnx_tracker.start(frames[0], *prompt)] + [onnx_tracker.track(frame) for frame in frames[1:]]
+    for index, prompt in enumerate([ObjectPrompt(BOX, POINTS), second]):
+        alone = [onnx_tracker.start(frames[0], prompt)] + [onnx_tracker.track(frame) for frame in frames[1:]]
         for both, single in zip(together, alone, strict=True):
             np.testing.assert_array_equal(both[index].mask, single.mask)
             assert both[index].score == single.score

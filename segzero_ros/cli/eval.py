@@ -87,11 +87,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         shard = Shard.parse(args.shard) if args.shard else (Shard.from_environment() or Shard())
     except ValueError as exc:
         raise SegZeroError(str(exc)) from exc
+    args.device = process_device(args.device or "auto")
+    config = pipeline_config_from_args(args, "eval")  # flags checked before the data or a model is read
     data_format = detect_format(args.data) if args.format == "auto" else args.format
     dataset = load_eval_dataset(args.data, data_format, split=args.split, reasonseg_texts=args.texts)
     dataset = dataset.head(args.limit)
-    args.device = process_device(args.device or "auto")
-    config = pipeline_config_from_args(args, "eval")
 
     source = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
     data_info = {"source": source, "format": data_format, "split": args.split, "texts": args.texts}
@@ -112,7 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(config)
         try:
             outcome = evaluate(pipeline, dataset, out_dir, shard=shard, batch_size=args.batch_size,
-                               save_masks=not args.no_masks, progress=not args.no_progress)
+                               save_masks=not args.no_masks, progress_bar=not args.no_progress)
         except KeyboardInterrupt:
             print(f"segzero eval: interrupted; rerun the same command to resume ({out_dir})", file=sys.stderr)
             raise

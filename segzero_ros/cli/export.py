@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
     build.set_defaults(handler=run_build_engine)
 
 
-def progress(message: str) -> None:
+def report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -92,27 +92,27 @@ def run_export(args: argparse.Namespace) -> int:
 
     config = source_config(args)
     config_name, checkpoint = resolve_checkpoint(config)
-    progress(f"hashing checkpoint {checkpoint} ...")
+    report(f"hashing checkpoint {checkpoint} ...")
     checkpoint_sha256 = sha256_of_file(checkpoint)
     precisions = ["fp32", "fp16"] if args.fp16 else ["fp32"]
     if not args.force and export_matches(args.out, checkpoint_sha256, config_name, config.image_size, precisions):
-        progress(f"{args.out} already holds this export (same checkpoint, config, size); --force redoes it")
+        report(f"{args.out} already holds this export (same checkpoint, config, size); --force redoes it")
         manifest = load_manifest(args.out)
     else:
-        source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
-        manifest = export_sam2_onnx(source, args.out, fp16=args.fp16, progress=progress)
+        source = load_sam2_source(config, report, checkpoint_sha256=checkpoint_sha256)
+        manifest = export_sam2_onnx(source, args.out, fp16=args.fp16, report=report)
     if args.tracking and (args.force or manifest.tracking is None):
         from segzero_ros.export.tracking_graphs import add_tracking_graphs
         from segzero_ros.segmentation.sam2_backend import build_sam2_model
 
-        progress("exporting the tracking graphs (built as sam2's video predictor)")
+        report("exporting the tracking graphs (built as sam2's video predictor)")
         model, _ = build_sam2_model(config, video=True)
         manifest = add_tracking_graphs(args.out, model)
     for precision in manifest.precisions:
         files = ", ".join(manifest.graph(precision, role).file for role in ("encoder", "decoder"))
-        progress(f"{precision}: {files}")
+        report(f"{precision}: {files}")
     if manifest.tracking is not None:
-        progress(f"tracking: {', '.join(spec.file for spec in manifest.tracking.graphs.values())}, "
+        report(f"tracking: {', '.join(spec.file for spec in manifest.tracking.graphs.values())}, "
                  f"{manifest.tracking.constants}")
     print(args.out)
     return 0
@@ -124,13 +124,13 @@ def run_build_engine(args: argparse.Namespace) -> int:
     from segzero_ros.segmentation.tensorrt_backend import build_engines
 
     if args.precision == "fp16" and "fp16" not in load_manifest(args.onnx_dir).graphs:
-        progress(f"{args.onnx_dir} has no fp16 graphs yet: converting the fp32 ones")
-        add_fp16_graphs(Path(args.onnx_dir).expanduser(), progress)
-    engines = build_engines(args.onnx_dir, args.cache, precision=args.precision, device=args.device, progress=progress)
+        report(f"{args.onnx_dir} has no fp16 graphs yet: converting the fp32 ones")
+        add_fp16_graphs(Path(args.onnx_dir).expanduser(), report)
+    engines = build_engines(args.onnx_dir, args.cache, precision=args.precision, device=args.device, report=report)
     if load_manifest(args.onnx_dir).tracking is not None:  # the tracker's engines too (fp32, see tensorrt_tracker)
         from segzero_ros.tracking.tensorrt_tracker import build_tracking_engines
 
-        tracking = build_tracking_engines(args.onnx_dir, args.cache, device=args.device, progress=progress)
+        tracking = build_tracking_engines(args.onnx_dir, args.cache, device=args.device, report=report)
         engines.update({f"track_{role}": path for role, path in tracking.items() if role != "encoder"})
     for role, path in engines.items():
         print(f"{role}: {path}")

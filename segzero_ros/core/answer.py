@@ -37,6 +37,7 @@ from segzero_ros.core.geometry import (
     REASONING_FRAME_SIZE,
     Box,
     FrameScale,
+    ObjectPrompt,
     Point,
     box_to_image,
     clamp_point,
@@ -236,17 +237,9 @@ MAX_OBJECTS = 32
 
 
 @dataclass(frozen=True)
-class DetectedObject:
-    box: Box
-    """Box in original-image pixels, ordered and clamped."""
-    points: tuple[Point, ...]
-    """Its positive point (original-image pixels, clamped), or none: then SAM2 gets the box alone."""
-
-
-@dataclass(frozen=True)
 class ObjectListAnswer:
     reasoning: str
-    objects: tuple[DetectedObject, ...]
+    objects: tuple[ObjectPrompt, ...]
     """Empty when the model answered a literal empty list: the target is not in view."""
 
 
@@ -276,7 +269,7 @@ def parse_object_list(text: str, image_size: tuple[int, int],
     if not isinstance(value, list):
         raise AnswerParseError(f"the answer is not a JSON list of objects: {_short(region.strip())}")
     fx, fy = width / frame_size, height / frame_size
-    objects: list[DetectedObject] = []
+    objects: list[ObjectPrompt] = []
     problems: list[str] = []
     for item in value[:MAX_OBJECTS]:
         try:
@@ -331,7 +324,7 @@ def _leading_items(text: str) -> list[Any]:
     return items
 
 
-def _read_object(item: Any, fx: float, fy: float, image_size: tuple[int, int]) -> DetectedObject:
+def _read_object(item: Any, fx: float, fy: float, image_size: tuple[int, int]) -> ObjectPrompt:
     if not isinstance(item, dict):
         raise AnswerParseError(f"answer items must be objects, got {_short(item)}")
     box_key = next((key for key in item if "bbox" in str(key).lower()), None)
@@ -344,7 +337,7 @@ def _read_object(item: Any, fx: float, fy: float, image_size: tuple[int, int]) -
     if point_key is not None and item[point_key] is not None:
         x, y = _scaled(item[point_key], 2, str(point_key), (fx, fy))
         points = (clamp_point(Point(x, y), image_size),)
-    return DetectedObject(box=box, points=points)
+    return ObjectPrompt(box=box, points=points)
 
 
 def _scaled(value: Any, count: int, key: str, factors: tuple[float, ...]) -> list[int]:

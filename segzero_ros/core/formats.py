@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from segzero_ros.core.answer import DetectedObject, ObjectListAnswer, parse_answer, parse_object_list
+from segzero_ros.core.answer import ObjectListAnswer, parse_answer, parse_object_list
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.core.prompt import build_prompt, build_vision_reasoner_prompt
 
 SEG_ZERO = "seg_zero"
@@ -36,7 +37,7 @@ def parse_seg_zero(text: str, image_size: tuple[int, int]) -> ObjectListAnswer:
     """A Seg-Zero answer as the list of its one object (box + two points)."""
     answer = parse_answer(text, image_size)
     return ObjectListAnswer(reasoning=answer.reasoning,
-                            objects=(DetectedObject(box=answer.box, points=answer.points),))
+                            objects=(ObjectPrompt(answer.box, answer.points),))
 
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:  # PIL is only needed by the caller that actually resizes.
     from PIL import Image
 
@@ -48,6 +50,28 @@ class Box:
 
     def contains(self, point: Point) -> bool:
         return self.x1 <= point.x <= self.x2 and self.y1 <= point.y <= self.y2
+
+
+@dataclass(frozen=True)
+class ObjectPrompt:
+    """One object as the reasoner locates it and segmenters and trackers take it: a box and its positive points,
+    in original-image pixels (Seg-Zero: two points; VisionReasoner: one or none)."""
+
+    box: Box
+    points: tuple[Point, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "points", tuple(self.points))  # a list from a caller stays hashable and equal
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The bounding box of a mask's foreground, corners inclusive; None when it has no foreground pixel."""
+    foreground = np.asarray(mask).astype(bool, copy=False)
+    rows = np.flatnonzero(foreground.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(foreground.any(axis=0))
+    return Box(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
 
 
 @dataclass(frozen=True)

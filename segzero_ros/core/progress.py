@@ -3,14 +3,18 @@ and a cancel flag. Shared by the pipeline, the scheduler and the ROS action; no 
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-QUEUED = "queued"
-REASONING = "reasoning"
-SEGMENTING = "segmenting"
-STAGES = (QUEUED, REASONING, SEGMENTING)
+
+class Stage(str, enum.Enum):
+    """Where a command is. Values are stable strings (the action's feedback carries them)."""
+
+    QUEUED = "queued"
+    REASONING = "reasoning"
+    SEGMENTING = "segmenting"
 
 
 @dataclass(frozen=True)
@@ -19,8 +23,8 @@ class Progress:
 
     on_text: Callable[[str], None] | None = None
     """Called with each chunk of generated text, in order; their concatenation is the raw output."""
-    on_stage: Callable[[str], None] | None = None
-    """Called with QUEUED, REASONING, SEGMENTING as the command moves on."""
+    on_stage: Callable[[Stage], None] | None = None
+    """Called with each Stage as the command moves on."""
     on_queued: Callable[[str], None] | None = None
     """Called with the command's id once it is queued, before it can start (so before any text or stage)."""
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -30,9 +34,9 @@ class Progress:
     def canceled(self) -> bool:
         return self.cancel.is_set()
 
-    def stage(self, name: str) -> None:
+    def stage(self, stage: Stage) -> None:
         if self.on_stage is not None:
-            self.on_stage(name)
+            self.on_stage(stage)
 
     def queued(self, command_id: str) -> None:
         if self.on_queued is not None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 
 
 class ErrorKind(str, enum.Enum):
@@ -38,7 +39,7 @@ class StageTimings:
     decode_s: float = 0.0
     total_s: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float]:
         return {
             "reason_s": self.reason_s,
             "encode_s": self.encode_s,
@@ -51,15 +52,22 @@ class StageTimings:
 class SegmentedObject:
     """One object of an answer: the reasoner's prompt for it and, once segmented, its own mask."""
 
-    box: Box
-    points: tuple[Point, ...]
-    """Positive points: two for Seg-Zero, one (or none) for VisionReasoner."""
+    prompt: ObjectPrompt
     mask: np.ndarray | None = field(default=None, repr=False)
     """bool H×W at the source resolution; None when segmentation did not run or failed."""
     score: float | None = None
     """The segmenter's quality estimate of `mask` (SAM2: predicted IoU)."""
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def box(self) -> Box:
+        return self.prompt.box
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        """Positive points: two for Seg-Zero, one (or none) for VisionReasoner."""
+        return self.prompt.points
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "box": self.box.as_list(),
             "points": [p.as_list() for p in self.points],
@@ -72,14 +80,15 @@ MAX_LABEL_OBJECTS = 65535
 """Objects an instance label image can tell apart (mono16)."""
 
 
-def instance_labels(objects: tuple[SegmentedObject, ...], shape: tuple[int, int]) -> np.ndarray:
-    """H×W labels: 0 background, object i (0-based) is i + 1; where masks overlap the earlier object (the
-    model's order) keeps the pixel. uint8 up to 255 objects, uint16 beyond."""
-    if len(objects) > MAX_LABEL_OBJECTS:
-        raise ValueError(f"{len(objects)} objects exceed the {MAX_LABEL_OBJECTS} a label image can hold")
-    labels = np.zeros(shape, dtype=np.uint8 if len(objects) <= 255 else np.uint16)
-    for index in range(len(objects) - 1, -1, -1):  # the earliest object is written last and wins overlaps
-        mask = objects[index].mask
+def instance_labels(masks: Sequence[np.ndarray | None], shape: tuple[int, int]) -> np.ndarray:
+    """H×W labels of the objects' masks: 0 background, object i (0-based) is i + 1 (None: an object without
+    pixels); where masks overlap the earlier object (the model's order) keeps the pixel. uint8 up to 255
+    objects, uint16 beyond."""
+    if len(masks) > MAX_LABEL_OBJECTS:
+        raise ValueError(f"{len(masks)} objects exceed the {MAX_LABEL_OBJECTS} a label image can hold")
+    labels = np.zeros(shape, dtype=np.uint8 if len(masks) <= 255 else np.uint16)
+    for index in range(len(masks) - 1, -1, -1):  # the earliest object is written last and wins overlaps
+        mask = masks[index]
         if mask is not None:
             labels[mask] = index + 1
     return labels
@@ -127,7 +136,7 @@ class SegmentationResult:
         """Instance label image of the objects (:func:`instance_labels`); None on error."""
         if self.mask is None:
             return None
-        return instance_labels(self.objects, self.mask.shape[:2])
+        return instance_labels([found.mask for found in self.objects], self.mask.shape[:2])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the mask is summarised by its pixel count, not embedded)."""
@@ -141,8 +150,8 @@ class SegmentationResult:
             "points": [p.as_list() for p in self.points] if self.points else None,
             "score": self.score,
             "mask_pixels": int(self.mask.sum()) if self.mask is not None else None,
-            "objects": [obj.as_dict() for obj in self.objects],
-            "timings": self.timings.as_dict(),
+            "objects": [obj.to_dict() for obj in self.objects],
+            "timings": self.timings.to_dict(),
             "error": self.error,
             "error_kind": self.error_kind.value if self.error_kind else None,
             "reasoner": self.reasoner_name,

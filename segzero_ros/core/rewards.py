@@ -84,7 +84,7 @@ class RewardBreakdown:
         # Same order as the reference's sum, so soft totals match to the last bit.
         return self.bbox_iou + self.thinking_format + self.segmentation_format + self.point + self.bbox_l1
 
-    def as_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float]:
         return {
             "thinking_format": self.thinking_format,
             "segmentation_format": self.segmentation_format,

@@ -72,7 +72,7 @@ class ObjectRewards:
     def total(self) -> float:
         return self.format + self.accuracy + self.non_repeat
 
-    def as_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float]:
         return {"thinking_format": self.thinking_format, "object_format": self.object_format,
                 "accuracy": self.accuracy, "non_repeat": self.non_repeat, "total": self.total}
 

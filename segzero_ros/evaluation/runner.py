@@ -170,7 +170,7 @@ def evaluate(
     shard: Shard = Shard(),
     batch_size: int = 1,
     save_masks: bool = True,
-    progress: bool = True,
+    progress_bar: bool = True,
 ) -> ShardOutcome:
     """Score this shard's unfinished samples, appending one flushed JSONL record per sample."""
     if batch_size < 1:
@@ -186,7 +186,7 @@ def evaluate(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(shard_data), initial=already_done, disable=not progress, unit="sample",
+    bar = tqdm(total=len(shard_data), initial=already_done, disable=not progress_bar, unit="sample",
                desc=f"eval {shard}" if shard.count > 1 else "eval", dynamic_ncols=True)
     processed = 0
     with _open_for_append(results_path) as handle, bar:

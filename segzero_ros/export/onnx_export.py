@@ -59,7 +59,8 @@ EXPORT_MAX_POINTS = 1024
 """Upper bound torch.export may assume for the dynamic number of prompt points (box corners included)."""
 CACHE_SUBFOLDER = "sam2-onnx"
 
-Progress = Callable[[str], None]
+Report = Callable[[str], None]
+"""Called with a line of news for the person waiting (what is being built, where it went)."""
 
 
 def _silent(message: str) -> None:
@@ -84,7 +85,7 @@ def resolve_checkpoint(config: SegmenterConfig) -> tuple[str, Path]:
     return _local_files(config) if config.checkpoint is not None else _hub_files(config)
 
 
-def load_sam2_source(config: SegmenterConfig, progress: Progress = _silent,
+def load_sam2_source(config: SegmenterConfig, report: Report = _silent,
                      checkpoint_sha256: str | None = None) -> Sam2Source:
     """Build the SAM2 model a SegmenterConfig names, on the CPU (export traces in float32)."""
     _require_module("torch", "export-sam2 needs torch and sam2 (pip install 'segzero_ros[infer,export]')")
@@ -93,9 +94,9 @@ def load_sam2_source(config: SegmenterConfig, progress: Progress = _silent,
 
     config_name, checkpoint = resolve_checkpoint(config)
     if checkpoint_sha256 is None:
-        progress(f"hashing checkpoint {checkpoint} ...")
+        report(f"hashing checkpoint {checkpoint} ...")
         checkpoint_sha256 = sha256_of_file(checkpoint)
-    progress(f"loading SAM2 {config_name} ...")
+    report(f"loading SAM2 {config_name} ...")
     segmenter = Sam2Segmenter.from_config(dataclasses.replace(config, backend="sam2", device="cpu"))
     model = segmenter._predictor.model  # the predictor's SAM2Base; Sam2Segmenter exposes no public handle
     model.eval()
@@ -104,7 +105,7 @@ def load_sam2_source(config: SegmenterConfig, progress: Progress = _silent,
 
 
 def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
-                     progress: Progress = _silent) -> Sam2OnnxManifest:
+                     report: Report = _silent) -> Sam2OnnxManifest:
     """Write encoder.onnx + decoder.onnx (and the fp16 pair) into out_dir, check them, then the manifest.
 
     The manifest is removed first and written last: a folder with a manifest always holds the graphs it
@@ -133,18 +134,18 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
 
     encoder_path = out_dir / GRAPH_FILES["fp32"][ENCODER]
     decoder_path = out_dir / GRAPH_FILES["fp32"][DECODER]
-    with _step(progress, f"exporting image encoder ({size}×{size} input, opset {opset})"), \
+    with _step(report, f"exporting image encoder ({size}×{size} input, opset {opset})"), \
             frozen_position_embedding(model):
         _export(encoder, (image,), encoder_path, input_names=ENCODER_INPUTS, output_names=ENCODER_OUTPUTS,
                 opset=opset, dynamic_shapes=None)
     num_points = torch.export.Dim("num_points", min=1, max=EXPORT_MAX_POINTS)
     dynamic: dict[str, Any] = {name: None for name in ENCODER_OUTPUTS}
     dynamic.update(point_coords={1: num_points}, point_labels={1: num_points})
-    with _step(progress, "exporting prompt encoder + mask decoder (dynamic number of points)"):
+    with _step(report, "exporting prompt encoder + mask decoder (dynamic number of points)"):
         _export(decoder, (*features, coords, labels), decoder_path, input_names=DECODER_INPUTS,
                 output_names=DECODER_OUTPUTS, opset=opset, dynamic_shapes=dynamic)
     graphs: dict[str, dict[str, GraphSpec]] = {}
-    with _step(progress, "checking fp32 graphs (onnx.checker, strict shape inference, TensorRT allow-list)"):
+    with _step(report, "checking fp32 graphs (onnx.checker, strict shape inference, TensorRT allow-list)"):
         graphs["fp32"] = {role: _checked_spec(out_dir / name) for role, name in GRAPH_FILES["fp32"].items()}
     actual_opset = _opset_of(encoder_path, onnx)
     decoder_settings = model.sam_mask_decoder
@@ -171,30 +172,30 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
     if fp16:
-        manifest = _add_fp16(out_dir, manifest, progress)
+        manifest = _add_fp16(out_dir, manifest, report)
     manifest.save(out_dir)
-    progress(f"wrote {out_dir / MANIFEST_FILENAME}")
+    report(f"wrote {out_dir / MANIFEST_FILENAME}")
     return manifest
 
 
-def add_fp16_graphs(out_dir: Path, progress: Progress = _silent) -> Sam2OnnxManifest:
+def add_fp16_graphs(out_dir: Path, report: Report = _silent) -> Sam2OnnxManifest:
     """Add the fp16 pair to an existing fp32 export (no torch needed: a graph-to-graph conversion)."""
     manifest = load_manifest(out_dir)
     if "fp16" in manifest.graphs:
         return manifest
-    manifest = _add_fp16(out_dir, manifest, progress)
+    manifest = _add_fp16(out_dir, manifest, report)
     manifest.save(out_dir)
     return manifest
 
 
-def _add_fp16(out_dir: Path, manifest: Sam2OnnxManifest, progress: Progress) -> Sam2OnnxManifest:
+def _add_fp16(out_dir: Path, manifest: Sam2OnnxManifest, report: Report) -> Sam2OnnxManifest:
     specs = {}
     for role in (ENCODER, DECODER):
         source = out_dir / manifest.graph("fp32", role).file
         target = out_dir / GRAPH_FILES["fp16"][role]
-        with _step(progress, f"converting {source.name} to fp16 (float32 inputs/outputs kept)"):
+        with _step(report, f"converting {source.name} to fp16 (float32 inputs/outputs kept)"):
             convert_graph_to_fp16(source, target)
-        with _step(progress, f"checking {target.name}"):
+        with _step(report, f"checking {target.name}"):
             specs[role] = _checked_spec(target)
     updated = manifest.with_graphs("fp16", specs[ENCODER], specs[DECODER])
     return dataclasses.replace(updated, versions={**updated.versions, **_versions("onnxruntime")})
@@ -276,12 +277,12 @@ def with_exported_graphs(config: ExportedGraphsConfig) -> ExportedGraphsConfig:
         raise BackendUnavailableError(
             f"segmenter backend {config.backend!r} needs exported SAM2 graphs: set segmenter.onnx_dir to a folder "
             f"from `segzero export-sam2` (this machine lacks torch/sam2 to export them itself)")
-    folder = ensure_onnx_export(config, precision, progress=LOG.warning)  # once, but minutes for large models
+    folder = ensure_onnx_export(config, precision, report=LOG.warning)  # once, but minutes for large models
     return dataclasses.replace(config, onnx_dir=str(folder))
 
 
 def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path | None = None,
-                       progress: Progress = _silent) -> Path:
+                       report: Report = _silent) -> Path:
     """The cached export folder for the SAM2 model `config` names, exporting it on first use.
 
     Keyed by the checkpoint's sha256, config, image size and export format, so a changed checkpoint gets a
@@ -300,20 +301,20 @@ def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path
     wanted = ["fp32"] if precision == "fp32" else ["fp32", precision]
     if export_matches(folder, checkpoint_sha256, config_name, config.image_size, ["fp32"]):
         if precision == "fp16":
-            add_fp16_graphs(folder, progress)
+            add_fp16_graphs(folder, report)
         return folder
 
     def export(staging: Path) -> None:
-        progress(f"exporting {config_name} to ONNX once, into {folder}")
-        source = load_sam2_source(config, progress, checkpoint_sha256=checkpoint_sha256)
-        export_sam2_onnx(source, staging, fp16="fp16" in wanted, progress=progress)
+        report(f"exporting {config_name} to ONNX once, into {folder}")
+        source = load_sam2_source(config, report, checkpoint_sha256=checkpoint_sha256)
+        export_sam2_onnx(source, staging, fp16="fp16" in wanted, report=report)
 
     # Concurrent processes never read half an export; the loser of a race simply uses the winner's folder.
     build_folder_atomically(
         folder, export, lambda built: export_matches(built, checkpoint_sha256, config_name, config.image_size, ["fp32"])
     )
     if precision == "fp16":
-        add_fp16_graphs(folder, progress)
+        add_fp16_graphs(folder, report)
     return folder
 
 
@@ -393,8 +394,8 @@ def _require_module(name: str, message: str) -> None:
 
 
 @contextlib.contextmanager
-def _step(progress: Progress, message: str) -> Iterator[None]:
-    progress(f"{message} ...")
+def _step(report: Report, message: str) -> Iterator[None]:
+    report(f"{message} ...")
     started = time.perf_counter()
     yield
-    progress(f"  done in {time.perf_counter() - started:.1f} s")
+    report(f"  done in {time.perf_counter() - started:.1f} s")

@@ -9,8 +9,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from segzero_ros.core.answer import AnswerParseError, DetectedObject, extract_reasoning
+from segzero_ros.core.answer import AnswerParseError, extract_reasoning
 from segzero_ros.core.formats import SEG_ZERO, AnswerFormat, answer_format
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.core.progress import Progress
 from segzero_ros.errors import CanceledError
 
@@ -20,7 +21,7 @@ class ReasonerOutput:
     raw_output: str
     """Everything the model generated (special tokens removed)."""
     reasoning: str
-    objects: tuple[DetectedObject, ...] | None
+    objects: tuple[ObjectPrompt, ...] | None
     """Boxes and points in ORIGINAL image pixels, in the model's order; () when the model said the target is
     not in view; None when the output could not be parsed."""
     error: str | None
@@ -47,7 +48,7 @@ def output_from_text(
 ) -> ReasonerOutput:
     """Parse generated text in the answer `format`; a parse failure becomes an explicit error, not an exception."""
     spec = answer_format(format) if isinstance(format, str) else format
-    objects: tuple[DetectedObject, ...] | None
+    objects: tuple[ObjectPrompt, ...] | None
     try:
         answer = spec.parse(raw_output, image_size)
         objects, error, reasoning = answer.objects, None, answer.reasoning

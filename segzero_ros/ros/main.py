@@ -1,7 +1,15 @@
-"""Console entry point `segzero_node`: the segzero node on a TransitionExecutor until Ctrl-C / SIGTERM."""
+"""Console entry point `segzero_node`: the segzero node on a TransitionExecutor until Ctrl-C / SIGTERM.
+
+Shutdown as a robot needs it: SIGINT and SIGTERM (what `docker stop`, systemd and launch send) both let the
+node answer a running command, release its models and exit 0; with `exit_with_parent` the kernel sends it
+SIGTERM when its launcher dies, since `ros2 launch` killed by SIGTERM exits at once and leaves its nodes
+running (upstream ros2/launch#666).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import sys
 import traceback
@@ -16,6 +24,7 @@ from segzero_ros.ros.node import SegZeroNode, add_to_executor
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point `segzero_node`."""
+    parent = os.getppid()
     _init_without_rclpy_signal_handlers(args)
     # SIGTERM (sent by launch after SIGINT) ends the process the same orderly way as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -24,6 +33,8 @@ def main(args: list[str] | None = None) -> int:
     tiny = "--tiny" in (sys.argv if args is None else args)  # `segzero_node --tiny`: the tiny parameter
     try:
         node = SegZeroNode(parameter_overrides=[Parameter("tiny", value=True)] if tiny else [])
+        if node.settings.node.exit_with_parent:
+            exit_with_parent(parent)
         add_to_executor(node, executor)
         while True:
             # A bounded wait, so Ctrl-C (a KeyboardInterrupt between waits) is handled within a fraction of a
@@ -43,6 +54,26 @@ def main(args: list[str] | None = None) -> int:
         executor.shutdown()
         rclpy.try_shutdown()
     return 0
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal the kernel sends this process when its parent dies (linux/prctl.h)."""
+
+
+def exit_with_parent(parent: int) -> bool:
+    """Ask the kernel for SIGTERM when `parent` (the launcher) dies; if it is gone already, SIGTERM now.
+    False where that is not available (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 def _init_without_rclpy_signal_handlers(args: list[str] | None) -> None:

@@ -15,7 +15,7 @@ from segzero_ros.core.result import SegmentationResult
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
 from segzero_ros.options import FlatOption
 from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
-from segzero_ros.scheduler import Answer, Job, SchedulerStatus
+from segzero_ros.scheduler import Job, Reply, SchedulerStatus
 
 _STATUS_FIELDS = frozenset(f.name for f in dataclasses.fields(SchedulerStatus)) & set(
     SegZeroStatus.get_fields_and_field_types())
@@ -94,9 +94,9 @@ def fill_objects(msg: Any, result: SegmentationResult) -> None:
     msg.object_scores = [float(found.score or 0.0) for found in objects]
 
 
-def result_message(answer: Answer, header: Any, answer_format: str = "") -> Any:
+def result_message(reply: Reply, header: Any, answer_format: str = "") -> Any:
     """The one ReasoningSegmentation of a command, success or error."""
-    job, result = answer.job, answer.result
+    job, result = reply.job, reply.result
     context: CommandContext = job.context
     msg = ReasoningSegmentation()
     msg.header = header
@@ -118,11 +118,11 @@ def result_message(answer: Answer, header: Any, answer_format: str = "") -> Any:
         labels = result.labels()
         if labels is not None:
             msg.labels = labels_to_image(labels, header)
-    msg.queue_s = answer.queue_s
+    msg.queue_s = reply.queue_s
     msg.reason_s = result.timings.reason_s
     msg.encode_s = result.timings.encode_s
     msg.decode_s = result.timings.decode_s
-    msg.latency_s = answer.latency_s
+    msg.latency_s = reply.latency_s
     msg.reasoner_name = result.reasoner_name
     msg.segmenter_name = result.segmenter_name
     msg.prompt_tokens = result.prompt_tokens

@@ -1,7 +1,7 @@
 """The segzero perception node: camera image + text command in, mask + box + points + reasoning out.
 
 A thin ROS adapter over :class:`segzero_ros.scheduler.CommandScheduler`, which owns admission, the
-inference worker, deadlines and the exactly-one-answer rule. The node maps messages to jobs and answers to
+inference worker, deadlines and the exactly-one-reply rule. The node maps messages to jobs and replies to
 messages, declares parameters (from the config classes, `segzero_ros.ros.params`), sets QoS and publishes.
 
 A lifecycle (managed) node: configure loads the models chosen by parameters (on the scheduler's worker thread;
@@ -15,7 +15,6 @@ Only the Humble subset of rclpy is used (no context managers on init/node, no Ev
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from typing import Any
@@ -36,7 +35,7 @@ from segzero_ros.backends import build_pipeline
 from segzero_ros.config import PipelineConfig
 from segzero_ros.core.progress import Progress
 from segzero_ros.msg import ReasoningSegmentation, SegZeroStatus
-from segzero_ros.ros.action import ReasoningStream, SegmentActionServer
+from segzero_ros.ros.action import ReasoningStream, SegmentActionServer, without_images
 from segzero_ros.ros.executor import TransitionExecutor
 from segzero_ros.ros.image_conversion import array_to_image, frame_problem, frame_to_rgb8
 from segzero_ros.ros.messages import (
@@ -59,7 +58,7 @@ from segzero_ros.ros.params import (
 )
 from segzero_ros.ros.spatial import SpatialOutputs
 from segzero_ros.ros.tracking import TrackingOutputs
-from segzero_ros.scheduler import Answer, CommandScheduler, SchedulerConfig
+from segzero_ros.scheduler import CommandScheduler, Reply, SchedulerConfig
 from segzero_ros.srv import Segment
 from segzero_ros.tiny import TINY_WARNING, tiny_pipeline_config
 from segzero_ros.visualize import overlay_objects
@@ -98,7 +97,7 @@ class SegZeroNode(LifecycleNode):
         self._state_label = "unconfigured"
         self._configure_error = ""
         self._image_subscription: Any = None
-        self._scheduler = CommandScheduler(self._publish_answer, convert=self._to_rgb, on_change=self._publish_status,
+        self._scheduler = CommandScheduler(self._publish_reply, convert=self._to_rgb, on_change=self._publish_status,
                                            config=self._scheduler_config(self._settings))
         self._scheduler.close_intake("node is unconfigured, not active")
 
@@ -315,10 +314,8 @@ class SegZeroNode(LifecycleNode):
         future.add_done_callback(lambda _: None)  # wakes the executor when the worker completes the future
         self._submit(request.command, request.command_id, image, future.set_result)
         result: Any = await future
-        if not request.include_mask:  # e.g. `ros2 service call`, which prints every byte of a 1.4 MB mask
-            result = copy.copy(result)
-            result.mask = Image()
-        response.result = result
+        # include_mask false (e.g. `ros2 service call`, which prints every byte of a 1.4 MB mask): no images
+        response.result = result if request.include_mask else without_images(result)
         return response
 
     def submit(self, command: str, *, command_id: str = "") -> str:
@@ -339,19 +336,19 @@ class SegZeroNode(LifecycleNode):
 
     # ------------------------------------------------------------------ publishing (any thread)
 
-    def _publish_answer(self, answer: Answer) -> None:
+    def _publish_reply(self, reply: Reply) -> None:
         """Publish a command's one result (and its mask, reasoning, overlay); reply to a service caller."""
-        result = answer.result
-        msg = result_message(answer, source_header(answer.job), self._settings.pipeline.reasoner.answer_format)
-        self._spatial.fill(msg, answer)
+        result = reply.result
+        msg = result_message(reply, source_header(reply.job), self._settings.pipeline.reasoner.answer_format)
+        self._spatial.fill(msg, reply)
         if result.ok and self._mask_pub.get_subscription_count() > 0:
             self._publish(self._mask_pub, msg.mask)
         if result.raw_output:
             self._publish(self._reasoning_pub, String(data=msg.reasoning))
-        if answer.rgb is not None and result.ok and self._settings.node.publish_overlay \
+        if reply.rgb is not None and result.ok and self._settings.node.publish_overlay \
                 and self._overlay_pub.get_subscription_count() > 0:
             try:
-                drawn = overlay_objects(answer.rgb, result.objects)
+                drawn = overlay_objects(reply.rgb, result.objects)
                 self._publish(self._overlay_pub, array_to_image(drawn, "rgb8", msg.header))
             except Exception as exc:  # a drawing problem must not cost the command its result
                 self.get_logger().error(f"overlay failed: {exc!r}")
@@ -361,11 +358,11 @@ class SegZeroNode(LifecycleNode):
                                    f"in {msg.latency_s:.2f} s")
         else:
             self.get_logger().warning(f"[{msg.command_id}] {command}: {msg.error_kind}: {msg.error}")
-        self._tracking.follow(answer, msg.header)  # armed before anyone hears the result: no frame falls between
+        self._tracking.follow(reply, msg.header)  # armed before anyone hears the result: no frame falls between
         self._publish(self._result_pub, msg)
-        self._stream.finish(answer.job.command_id)
-        if answer.job.context.reply is not None:
-            answer.job.context.reply(msg)
+        self._stream.finish(reply.job.command_id)
+        if reply.job.context.reply is not None:
+            reply.job.context.reply(msg)
 
     def _publish(self, publisher: Any, msg: Any) -> None:
         publish_quietly(publisher, msg, self.get_logger())

@@ -46,6 +46,10 @@ class NodeConfig(SchedulerConfig):
         minimum=1, maximum=2**31 - 1, applies="live")
     status_period_s: float = option(1.0, "Period of ~/status and /diagnostics updates (they are also sent on "
                                          "every change).", minimum=0.05, maximum=3600.0)
+    exit_with_parent: bool = option(True, "Linux: end the node (releasing its models) when the process that "
+                                          "started it dies, so a launcher killed by SIGTERM or SIGKILL (docker stop, "
+                                          "systemd) leaves no node holding the GPU. False for a node started by a "
+                                          "script that exits right away.", applies="start-up")
     tiny: bool = option(False, "Load the tiny offline models instead of reasoner.* / segmenter.* (built into the "
                                "cache on first use, no weights needed): the whole ROS side runs, but masks and "
                                "reasoning are MEANINGLESS. For trying the node and for tests.")

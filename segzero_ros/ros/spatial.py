@@ -26,7 +26,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from segzero_ros.core.spatial import CameraIntrinsics, DepthError, Object3D, StampedRing, locate, resize_mask
 from segzero_ros.ros.image_conversion import ImageConversionError, depth_to_array
 from segzero_ros.ros.params import SpatialConfig
-from segzero_ros.scheduler import Answer
+from segzero_ros.scheduler import Reply
 
 DEPTH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -116,23 +116,23 @@ class SpatialOutputs:
         with self._lock:
             self._info = msg
 
-    def fill(self, result: Any, answer: Answer) -> None:
+    def fill(self, result: Any, reply: Reply) -> None:
         """Set the result message's 3D fields and publish the 3D outputs (a failure only fills depth_error)."""
         with self._publishing:
             if not self.active:
                 return
             try:
-                self._fill(result, answer)
+                self._fill(result, reply)
             except Exception as exc:  # a 3D problem must never cost the command its 2D result
                 self._node.get_logger().error(f"3D output failed: {exc!r}")
                 result.has_3d, result.depth_error = False, f"3D output failed: {type(exc).__name__}: {exc}"
 
-    def _fill(self, result: Any, answer: Answer) -> None:
-        if not result.success or answer.result.mask is None:
+    def _fill(self, result: Any, reply: Reply) -> None:
+        if not result.success or reply.result.mask is None:
             result.depth_error = "no mask to place in 3D"
             return
         try:
-            obj, depth_msg, skew = self._locate(answer.result.mask, stamp_s(result.header.stamp))
+            obj, depth_msg, skew = self._locate(reply.result.mask, stamp_s(result.header.stamp))
         except (DepthError, ImageConversionError) as exc:
             result.depth_error = str(exc)
             self._publish_markers(result, None, "")

@@ -21,25 +21,22 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box
-from segzero_ros.core.result import SegmentedObject, instance_labels
+from segzero_ros.core.result import instance_labels
 from segzero_ros.msg import TrackedObject
 from segzero_ros.ros.image_conversion import labels_to_image, mask_to_image
 from segzero_ros.ros.messages import publish_quietly
-from segzero_ros.scheduler import Answer
+from segzero_ros.scheduler import Reply
 from segzero_ros.tracking import build_tracker
 from segzero_ros.tracking.config import TrackingConfig
-from segzero_ros.tracking.follower import FollowStatus, TrackFollower, TrackState, TrackUpdate
+from segzero_ros.tracking.follower import CameraFrame, FollowStatus, TrackFollower, TrackState, TrackUpdate
 
 TRACKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 """Reliable but shallow: a slow subscriber gets recent frames, never a backlog."""
-NO_BOX = Box(0, 0, 0, 0)
-"""Stands in for an absent object's box when building label images (its mask is None: no pixels)."""
 KEPT_COMMANDS = 4
 """Texts of the latest tracked commands kept (a frame of the previous track may still be publishing)."""
 
 
-def fill_objects(msg: Any, update: TrackUpdate, header: Any) -> None:
+def fill_tracked_objects(msg: Any, update: TrackUpdate, header: Any) -> None:
     """The per-object fields of a TrackedObject (labels only with more than one object)."""
     msg.object_count = len(update.objects)
     msg.object_present = [bool(item.present) for item in update.objects]
@@ -47,9 +44,8 @@ def fill_objects(msg: Any, update: TrackUpdate, header: Any) -> None:
     msg.object_boxes = [value for box in update.boxes
                         for value in ((box.x1, box.y1, box.x2, box.y2) if box is not None else (-1, -1, -1, -1))]
     if len(update.objects) > 1:
-        shown = tuple(SegmentedObject(box=box or NO_BOX, points=(), mask=item.mask if item.present else None,
-                                      score=item.score) for item, box in zip(update.objects, update.boxes, strict=True))
-        msg.labels = labels_to_image(instance_labels(shown, update.objects[0].mask.shape), header)
+        masks = [item.mask if item.present else None for item in update.objects]
+        msg.labels = labels_to_image(instance_labels(masks, update.objects[0].mask.shape), header)
 
 
 class TrackingOutputs:
@@ -107,21 +103,21 @@ class TrackingOutputs:
         """A camera frame (an unusable one carries its problem: it ends the track with that reason)."""
         follower = self._follower
         if follower is not None:
-            follower.offer((msg.header, msg, problem))
+            follower.offer(CameraFrame(msg.header, msg, problem))
 
-    def follow(self, answer: Answer, header: Any) -> None:
+    def follow(self, reply: Reply, header: Any) -> None:
         """A command's result: a successful one replaces the target; a failed one leaves the track alone."""
-        follower, result = self._follower, answer.result
-        if follower is None or not result.ok or answer.rgb is None or not result.objects:
+        follower, result = self._follower, reply.result
+        if follower is None or not result.ok or reply.rgb is None or not result.objects:
             return
-        command_id = answer.job.command_id
+        command_id = reply.job.command_id
         with self._lock:
-            self._commands[command_id] = answer.job.command
+            self._commands[command_id] = reply.job.command
             while len(self._commands) > KEPT_COMMANDS:
                 del self._commands[next(iter(self._commands))]
             self._lost_reported = False
-        prompts = [(item.box, item.points) for item in result.objects]  # every object the command found
-        follower.follow(command_id, answer.rgb, prompts, frame=(header, None, None))
+        prompts = [item.prompt for item in result.objects]  # every object the command found
+        follower.follow(command_id, reply.rgb, prompts, frame=CameraFrame(header))
 
     def fill_status(self, msg: Any) -> Any:
         follower = self._follower
@@ -136,14 +132,13 @@ class TrackingOutputs:
 
     # ------------------------------------------------------------------ follower callbacks (its thread)
 
-    def _frame_rgb(self, frame: tuple[Any, Any, str | None]) -> np.ndarray:
-        _, msg, problem = frame
-        if problem is not None:
-            raise ValueError(f"unusable camera frame: {problem}")
-        return self._convert(msg)
+    def _frame_rgb(self, frame: CameraFrame) -> np.ndarray:
+        if frame.problem is not None:
+            raise ValueError(f"unusable camera frame: {frame.problem}")
+        return self._convert(frame.message)
 
     def _publish(self, update: TrackUpdate) -> None:
-        header = update.frame[0]
+        header = update.frame.header
         msg = TrackedObject(header=header, command_id=update.command_id, state=update.state.value,
                             present=update.present, score=float(update.score))
         with self._lock:
@@ -157,7 +152,7 @@ class TrackingOutputs:
             mask = update.mask
             msg.mask = mask_to_image(mask, header)
             msg.mask_pixels = int(np.count_nonzero(mask))
-        fill_objects(msg, update, header)
+        fill_tracked_objects(msg, update, header)
         follower = self._follower
         msg.frames_since_command = update.frame_index
         msg.frames_dropped = follower.status().frames_dropped if follower is not None else 0

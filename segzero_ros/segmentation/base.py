@@ -6,13 +6,12 @@ runs the light prompt decoder and may be called several times per image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,8 @@ class Segmenter(Protocol):
         """Encode an RGB H×W×3 uint8 image at full resolution."""
         ...
 
-    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
-        """Mask for a box and positive points (original-image pixels) on the last image set."""
+    def segment(self, prompt: ObjectPrompt) -> SegmentOutput:
+        """Mask of the object a box and positive points (original-image pixels) prompt, on the last image set."""
         ...
 
     def close(self) -> None:

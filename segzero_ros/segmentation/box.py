@@ -6,12 +6,10 @@ for exercising everything around segmentation (node, CLI, evaluation) without lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.segmentation.base import SegmentOutput
 
 
@@ -30,7 +28,8 @@ class BoxSegmenter:
     def set_image(self, image: np.ndarray) -> None:
         self._shape = (int(image.shape[0]), int(image.shape[1]))
 
-    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
+    def segment(self, prompt: ObjectPrompt) -> SegmentOutput:
+        box = prompt.box
         if self._shape is None:
             raise RuntimeError("set_image must be called before segment")
         mask = np.zeros(self._shape, dtype=bool)

@@ -38,7 +38,8 @@ INFO_FILE = "int8.json"
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 """x86 CPU flags (as /proc/cpuinfo spells them) of the integer dot-product units MLAS's u8·s8 kernels use."""
 
-Progress = Callable[[str], None]
+Report = Callable[[str], None]
+"""Called with a line of news for the person waiting (what is being built, where it went)."""
 
 
 def _silent(message: str) -> None:
@@ -81,7 +82,7 @@ def default_recipe() -> Int8Recipe:
 
 
 def ensure_int8_encoder(fp32_encoder: Path, encoder_sha256: str, *, cache_root: Path | None = None,
-                        recipe: Int8Recipe | None = None, progress: Progress = _silent) -> Int8Encoder:
+                        recipe: Int8Recipe | None = None, report: Report = _silent) -> Int8Encoder:
     """The cached int8 encoder for the fp32 graph `fp32_encoder` (whose manifest sha256 is given), built on
     first use: seconds for hiera-tiny, ~22 s and ~4.6 GB peak memory for hiera-large."""
     from segzero_ros.files import build_folder_atomically, default_cache_root
@@ -96,7 +97,7 @@ def ensure_int8_encoder(fp32_encoder: Path, encoder_sha256: str, *, cache_root: 
 
     def build(staging: Path) -> None:
         nonlocal built
-        progress(f"quantising the SAM2 encoder to int8 for onnxruntime's CPU provider once, into {folder}")
+        report(f"quantising the SAM2 encoder to int8 for onnxruntime's CPU provider once, into {folder}")
         started = time.perf_counter()
         rewrite, matmuls = quantize_encoder(fp32_encoder, staging / ENCODER_FILE, recipe)
         info = {"key": key_fields, "source": str(fp32_encoder), "rewrite": asdict(rewrite),

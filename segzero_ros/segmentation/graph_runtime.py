@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from segzero_ros.config import ExportedGraphsConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.base import SegmentOutput, best_index
 from segzero_ros.segmentation.manifest import Sam2OnnxManifest
@@ -85,24 +84,24 @@ class Sam2GraphSegmenter(abc.ABC):
         self._encode(self._pixels)
         self._image_hw = (int(image.shape[0]), int(image.shape[1]))
 
-    def predict_low_res(self, box: Box, points: Sequence[Point]) -> LowResPrediction:
+    def predict_low_res(self, prompt: ObjectPrompt) -> LowResPrediction:
         """The candidates SAM2ImagePredictor.predict would return for this prompt, at low resolution."""
-        candidates, scores, _ = self._candidates(box, points)
+        candidates, scores, _ = self._candidates(prompt)
         return LowResPrediction(logits=np.clip(candidates, -LOW_RES_LOGIT_LIMIT, LOW_RES_LOGIT_LIMIT),
                                 scores=np.asarray(scores, dtype=np.float32))
 
-    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
+    def segment(self, prompt: ObjectPrompt) -> SegmentOutput:
         """Seg-Zero's call: box + positive points → the highest-scoring mask at full resolution."""
-        candidates, scores, image_hw = self._candidates(box, points)
+        candidates, scores, image_hw = self._candidates(prompt)
         best = best_index(scores)
         # Only the winner is upsampled: the choice depends on the scores alone. Unclamped logits, as the
         # predictor thresholds its upsampled (unclamped) masks.
         full = self._upsample(candidates[best], image_hw)
         return SegmentOutput(mask=full > self._manifest.model.mask_threshold, score=float(scores[best]))
 
-    def _candidates(self, box: Box, points: Sequence[Point]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    def _candidates(self, prompt: ObjectPrompt) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         image_hw = self._require_image()
-        coords, labels = decoder_prompt(box, points, image_hw, self.image_size)
+        coords, labels = decoder_prompt(prompt, image_hw, self.image_size)
         masks, scores = self._decode(coords, labels)
         candidates, candidate_scores = select_candidates(masks[0], scores[0], self._selection)
         return candidates, candidate_scores, image_hw

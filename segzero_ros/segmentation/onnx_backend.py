@@ -164,7 +164,7 @@ class OnnxRuntimeSegmenter(Sam2GraphSegmenter):
             if rewrite and role == ENCODER:
                 source, report = _rewritten_for_cpu(path)
             if precision == INT8 and role == ENCODER:
-                int8 = ensure_int8_encoder(path, graph.sha256, cache_root=int8_cache_root, progress=LOG.warning)
+                int8 = ensure_int8_encoder(path, graph.sha256, cache_root=int8_cache_root, report=LOG.warning)
                 source, report = str(int8.path), int8.rewrite
             try:
                 sessions.append(ort.InferenceSession(source, options, providers=provider_list))

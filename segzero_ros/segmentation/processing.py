@@ -17,12 +17,11 @@ predictor's masks; where it runs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.segmentation.sam2_backend import prompt_arrays
 
 BOX_CORNER_LABELS = (2, 3)
@@ -69,11 +68,10 @@ def normalize_for_sam2(pixels: np.ndarray) -> np.ndarray:
     return normalized
 
 
-def decoder_prompt(box: Box, points: Sequence[Point], image_hw: tuple[int, int],
-                   size: int) -> tuple[np.ndarray, np.ndarray]:
+def decoder_prompt(prompt: ObjectPrompt, image_hw: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Seg-Zero's prompt as the decoder graph takes it: coords 1×N×2 float32 in the S×S encoder frame and
     labels 1×N int32, N = 2 + len(points), box corners first as SAM2ImagePredictor concatenates them."""
-    point_coords, point_labels, box_array = prompt_arrays(box, points)
+    point_coords, point_labels, box_array = prompt_arrays(prompt)
     coords = np.concatenate([box_array.reshape(2, 2), point_coords], axis=0)
     labels = np.concatenate([np.asarray(BOX_CORNER_LABELS, dtype=np.int32), point_labels])
     height, width = image_hw

@@ -14,14 +14,14 @@ import contextlib
 import gc
 import importlib.resources
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.files import download_hint, hub_problem
@@ -41,12 +41,13 @@ HOW_TO_FIX = (
 )
 
 
-def prompt_arrays(box: Box, points: Sequence[Point]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prompt_arrays(prompt: ObjectPrompt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The exact arrays Seg-Zero feeds SAM2: points (N, 2) float32 x,y; labels (N,) int32 all 1 (positive);
     box (4,) float32 x1,y1,x2,y2. All in original-image pixels."""
+    points = prompt.points
     point_coords = np.array([[point.x, point.y] for point in points], dtype=np.float32).reshape(-1, 2)
     point_labels = np.ones(len(points), dtype=np.int32)
-    box_array = np.array(box.as_list(), dtype=np.float32)
+    box_array = np.array(prompt.box.as_list(), dtype=np.float32)
     return point_coords, point_labels, box_array
 
 
@@ -146,16 +147,16 @@ class Sam2Segmenter:
             self._predictor.set_image(image)
         self._image_is_set = True
 
-    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
+    def segment(self, prompt: ObjectPrompt) -> SegmentOutput:
         """One SAM2 prediction with the box and all points as positives; the highest-scoring mask wins."""
         self._require_open()
         if not self._image_is_set:
             raise RuntimeError("Sam2Segmenter.segment called before set_image: encode an image first")
-        point_coords, point_labels, box_array = prompt_arrays(box, points)
+        point_coords, point_labels, box_array = prompt_arrays(prompt)
         with self._inference_context():
             masks, scores, _ = self._predictor.predict(
-                point_coords=point_coords if len(points) else None,
-                point_labels=point_labels if len(points) else None,
+                point_coords=point_coords if prompt.points else None,
+                point_labels=point_labels if prompt.points else None,
                 box=box_array,
                 multimask_output=self._multimask_output,
             )

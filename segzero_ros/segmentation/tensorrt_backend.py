@@ -66,7 +66,8 @@ DYNAMIC_DIMENSION_RANGES = {
 INSTALL_HINT = ("install TensorRT 10+ for Python (x86: pip install tensorrt; Jetson: JetPack's python3-libnvinfer), "
                 "or use segmenter.backend 'onnxruntime' or 'sam2'")
 
-Progress = Callable[[str], None]
+Report = Callable[[str], None]
+"""Called with a line of news for the person waiting (what is being built, where it went)."""
 
 
 def import_tensorrt() -> ModuleType:
@@ -174,25 +175,25 @@ def _dimension_range(dim: str) -> tuple[int, int, int] | None:
 
 
 def engine_for(graph: GraphSpec, folder: Path, cache: Path, *, precision: str, gpu: GpuIdentity, prefix: str,
-               progress: Progress, checkpoint: str = "") -> Path:
+               report: Report, checkpoint: str = "") -> Path:
     """The cached engine of one exported graph, built (minutes, once per GPU and TensorRT version) if missing."""
     trt = import_tensorrt()
     key = engine_cache_key(graph, precision, gpu)
     engine_path = cache / f"{prefix}-{precision}-{key[:20]}.engine"
     if engine_path.is_file():
-        progress(f"{prefix}: cached engine {engine_path}")
+        report(f"{prefix}: cached engine {engine_path}")
         return engine_path
-    progress(f"{prefix}: building a {precision} TensorRT engine from {graph.file} for {gpu.slug}; this takes "
+    report(f"{prefix}: building a {precision} TensorRT engine from {graph.file} for {gpu.slug}; this takes "
              f"minutes, once")
     _build_engine(trt, folder / graph.file, engine_path, graph=graph,
-                  timing_cache_path=cache / f"timing-{gpu.slug}.cache", progress=progress)
+                  timing_cache_path=cache / f"timing-{gpu.slug}.cache", report=report)
     write_atomically(engine_path.with_suffix(".json"), json.dumps({
         "onnx": str(folder / graph.file), "graph_sha256": graph.sha256, "precision": precision,
         "gpu": gpu.name, "compute_capability": list(gpu.compute_capability),
         "tensorrt": gpu.tensorrt_version, "checkpoint": checkpoint,
         "profiles": {n: [list(s) for s in p] for n, p in profile_shapes(graph).items()},
     }, indent=2).encode())
-    progress(f"{prefix}: wrote {engine_path}")
+    report(f"{prefix}: wrote {engine_path}")
     return engine_path
 
 
@@ -213,7 +214,7 @@ def default_engine_cache_dir() -> Path:
 
 
 def build_engines(onnx_dir: Path | str, cache_dir: Path | str | None = None, precision: str = "fp16",
-                  device: str = "auto", progress: Progress = LOG.info) -> dict[str, Path]:
+                  device: str = "auto", report: Report = LOG.info) -> dict[str, Path]:
     """Engine files for the encoder and decoder of an export, building (and caching) what is missing."""
     trt = import_tensorrt()
     device_index = cuda_device_index(device)
@@ -229,12 +230,12 @@ def build_engines(onnx_dir: Path | str, cache_dir: Path | str | None = None, pre
     with torch.cuda.device(device_index):
         gpu = gpu_identity(device_index, str(trt.__version__))
         return {role: engine_for(manifest.graph(precision, role), folder, cache, precision=precision, gpu=gpu,
-                                 prefix=f"sam2-{role}", progress=progress, checkpoint=manifest.model.checkpoint)
+                                 prefix=f"sam2-{role}", report=report, checkpoint=manifest.model.checkpoint)
                 for role in (ENCODER, DECODER)}
 
 
 def _build_engine(trt: Any, onnx_path: Path, engine_path: Path, *, graph: GraphSpec, timing_cache_path: Path,
-                  progress: Progress) -> None:
+                  report: Report) -> None:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -252,7 +253,7 @@ def _build_engine(trt: Any, onnx_path: Path, engine_path: Path, *, graph: GraphS
     timing_bytes = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(timing_bytes)
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    monitor = _progress_monitor(trt, progress)
+    monitor = _progress_monitor(trt, report)
     if hasattr(config, "progress_monitor"):
         config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
@@ -262,7 +263,7 @@ def _build_engine(trt: Any, onnx_path: Path, engine_path: Path, *, graph: GraphS
     write_atomically(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
-def _progress_monitor(trt: Any, progress: Progress) -> Any:
+def _progress_monitor(trt: Any, report: Report) -> Any:
     """Top-level builder phases as progress lines (TensorRT calls this from its own threads)."""
 
     class BuildProgress(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
@@ -271,7 +272,7 @@ def _progress_monitor(trt: Any, progress: Progress) -> Any:
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             if parent_phase is None:
-                progress(f"  {phase_name} ({num_steps} steps)")
+                report(f"  {phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             return True  # never cancel
@@ -356,7 +357,7 @@ class TensorRTSegmenter(Sam2GraphSegmenter):
         precision = resolve_precision(config.precision)
         onnx_dir = require_onnx_dir(config)
         engines = build_engines(onnx_dir, config.engine_cache_dir, precision=precision, device=f"cuda:{device_index}",
-                                progress=LOG.warning)
+                                report=LOG.warning)
         manifest = load_manifest(onnx_dir)
         name = f"tensorrt:{manifest.model.checkpoint}:{precision}"
         return cls(engines, manifest, name=name, device_index=device_index, multimask_output=config.multimask_output)

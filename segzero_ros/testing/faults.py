@@ -22,7 +22,7 @@ import numpy as np
 
 from segzero_ros.backends import register_reasoner, register_segmenter
 from segzero_ros.config import ReasonerConfig, SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
 from segzero_ros.segmentation.base import SegmentOutput
@@ -152,8 +152,8 @@ class FaultySegmenter:
         self._script.enact(self._script.next_fault(), "segmenter")
         self._box.set_image(image)
 
-    def segment(self, box: Box, points: Sequence[Point]) -> SegmentOutput:
-        return self._box.segment(box, points)
+    def segment(self, prompt: ObjectPrompt) -> SegmentOutput:
+        return self._box.segment(prompt)
 
     def close(self) -> None:
         self._script.closed += 1

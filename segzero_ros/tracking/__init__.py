@@ -2,8 +2,8 @@
 
     from segzero_ros.tracking import build_tracker
     tracker = build_tracker(segmenter_config)          # the config the segmenter is built from
-    first = tracker.start(image, box, points)          # the commanded object on the frame it was found in
-    later = tracker.track(next_image)                  # its mask on each new frame, as frames arrive
+    first = tracker.start(image, ObjectPrompt(box, points))  # the commanded object on its frame
+    later = tracker.track(next_image)                   # its mask on each new frame, as frames arrive
     tracker.reset()
 
 Frames arrive one at a time, forever: the tracker keeps the conditioning frame and a bounded window of

@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from segzero_ros.config import SegmenterConfig, widen
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.errors import BackendUnavailableError
 from segzero_ros.registry import backend, backends, load
 
@@ -33,7 +33,7 @@ class Tracker(Protocol):
     @property
     def name(self) -> str: ...
 
-    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
+    def start(self, image: np.ndarray, prompt: ObjectPrompt) -> TrackedMask:
         """Forget any previous target; segment and remember the object the box and points prompt."""
         ...
 
@@ -41,7 +41,7 @@ class Tracker(Protocol):
         """The remembered object on the next frame (same size as the started one until `reset`)."""
         ...
 
-    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+    def start_objects(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> list[TrackedMask]:
         """Several objects at once (one image encoding per frame, a memory per object); `start` is one of them."""
         ...
 
@@ -81,13 +81,13 @@ class ObjectTrackerBase:
         """Frames held in memory now (prompted + window, over all objects): bounded, however long it runs."""
         return sum(len(memory.cond) + len(memory.non_cond) for memory in self._objects)
 
-    def start(self, image: np.ndarray, box: Box, points: Sequence[Point]) -> TrackedMask:
-        return self.start_objects(image, [(box, points)])[0]
+    def start(self, image: np.ndarray, prompt: ObjectPrompt) -> TrackedMask:
+        return self.start_objects(image, [prompt])[0]
 
     def track(self, image: np.ndarray) -> TrackedMask:
         return self.track_objects(image)[0]
 
-    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+    def start_objects(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> list[TrackedMask]:
         raise NotImplementedError
 
     def track_objects(self, image: np.ndarray) -> list[TrackedMask]:

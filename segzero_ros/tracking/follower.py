@@ -5,6 +5,20 @@ are dropped, never queued, so a slow tracker never falls behind the camera) and 
 target (a command's result) replaces the current one before the next frame. The tracker is built on the
 worker thread on first use, so loading never blocks the caller. After `lost_after_s` without the object
 present the state turns LOST (tracking continues: the object may come back).
+
+Each event is one transition of the follower's state, under its lock:
+
+| event | from | what changes |
+|---|---|---|
+| `follow(target)` | any thread | a new track: frames are kept for it from now on, a waiting frame is dropped |
+| `offer(frame)` | any thread | kept when a track accepts frames (replacing, and counting as dropped, a waiting one) |
+| `stop()` | any thread | no track: frames are ignored, state IDLE |
+| started | worker | the track's target is in the tracker: state TRACKING, its command id, no error |
+| tracked | worker | one frame done: TRACKING or LOST by the time since the object was last present |
+| failed | worker | an unusable frame, a size change or a model error ended the track: FAILED, frames ignored |
+
+Every track carries a generation number: the worker's outcome for a track that `follow` or `stop` has
+replaced meanwhile is dropped, never published.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import Box, ObjectPrompt, mask_box
 from segzero_ros.tracking.base import TrackedMask, Tracker
 
 LOG = logging.getLogger(__name__)
@@ -33,12 +47,22 @@ class TrackState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class CameraFrame:
+    """A camera frame as the caller offers it: its header (stamp, camera frame), the message itself and, when
+    it cannot be used, why (found cheaply on arrival). The commanded frame comes as RGB and has no message."""
+
+    header: Any
+    message: Any = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class TrackUpdate:
     """One tracked frame, for the caller to publish: every followed object, in the command's order."""
 
     command_id: str
-    frame: Any
-    """The caller's frame object the masks belong to (e.g. the ROS image, for its header)."""
+    frame: CameraFrame
+    """The frame the masks belong to."""
     objects: tuple[TrackedMask, ...]
     boxes: tuple[Box | None, ...]
     """Bounding box of each object's mask (None where the object is not present)."""
@@ -87,27 +111,40 @@ class FollowStatus:
     error: str
 
 
-def mask_box(mask: np.ndarray) -> Box | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return Box(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
-
-
-Prompt = tuple[Box, Sequence[Point]]
-
-
-@dataclass
+@dataclass(frozen=True)
 class _Target:
     command_id: str
     rgb: np.ndarray
-    prompts: tuple[Prompt, ...]
-    frame: Any
+    prompts: tuple[ObjectPrompt, ...]
+    frame: CameraFrame
+
+
+@dataclass
+class _Track:
+    """The current track. `follow` and `stop` replace it (a new generation); the worker's transitions change it
+    only while the generation they worked for is still current."""
+
+    generation: int = 0
+    accepting: bool = False
+    """Frames are kept for this track (a target was given and the track has not failed or stopped)."""
+    state: TrackState = TrackState.IDLE
+    command_id: str = ""
+    error: str = ""
+    last_present: float = 0.0
+
+
+@dataclass
+class _Pending:
+    """What the worker has still to do (start a target, track the newest frame), and what it has done."""
+
+    target: _Target | None = None
+    frame: CameraFrame | None = None
+    frames_tracked: int = 0
+    frames_dropped: int = 0
 
 
 class TrackFollower:
-    def __init__(self, build: Callable[[], Tracker], convert: Callable[[Any], np.ndarray],
+    def __init__(self, build: Callable[[], Tracker], convert: Callable[[CameraFrame], np.ndarray],
                  publish: Callable[[TrackUpdate], None], *, max_rate_hz: float = 10.0, lost_after_s: float = 2.0,
                  on_failed: Callable[[FollowStatus], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -117,53 +154,52 @@ class TrackFollower:
         self._on_failed = on_failed
         self.max_rate_hz, self.lost_after_s = max_rate_hz, lost_after_s
         self._condition = threading.Condition()
-        self._target: _Target | None = None
-        self._frame: Any = None
-        self._command_id = ""
-        self._state = TrackState.IDLE
-        self._tracked = self._dropped = 0
-        self._error = ""
-        self._last_present = 0.0
+        self._track = _Track()
+        self._pending = _Pending()
         self._closed = False
-        self._stopped = True
-        self._generation = 0
-        """Bumped by follow() and stop(): a target the worker started is only kept if nothing came since."""
         self._thread = threading.Thread(target=self._run, name="segzero-tracking", daemon=True)
         self._thread.start()
 
-    def follow(self, command_id: str, rgb: np.ndarray, prompts: Sequence[Prompt], frame: Any = None) -> None:
-        """Track these objects (box + points each, found on `rgb`) from now on, replacing any current target."""
+    # ------------------------------------------------------------------ events from the caller
+
+    def follow(self, command_id: str, rgb: np.ndarray, prompts: Sequence[ObjectPrompt],
+               frame: CameraFrame | None = None) -> None:
+        """Track these objects (found on `rgb`) from now on, replacing any current target."""
         if not prompts:
-            raise ValueError("follow needs at least one (box, points) prompt")
+            raise ValueError("follow needs at least one object prompt")
+        target = _Target(command_id, rgb, tuple(prompts), frame or CameraFrame(header=None))
         with self._condition:
-            self._target = _Target(command_id, rgb, tuple((box, tuple(points)) for box, points in prompts), frame)
-            self._generation += 1
-            self._frame = None  # frames before the new target's are of no use to it
-            self._stopped = False  # frames offered while the target is being started are kept for it
+            previous = self._track
+            self._track = _Track(previous.generation + 1, accepting=True, state=previous.state,
+                                 command_id=previous.command_id, error=previous.error)
+            self._pending.target, self._pending.frame = target, None  # older frames are of no use to it
             self._condition.notify_all()
 
-    def offer(self, frame: Any) -> None:
+    def offer(self, frame: CameraFrame) -> None:
         """A new camera frame; the previous one is dropped if it was not tracked yet."""
         with self._condition:
-            if self._stopped and self._target is None:
+            if not self._track.accepting:
                 return
-            if self._frame is not None:
-                self._dropped += 1
-            self._frame = frame
+            if self._pending.frame is not None:
+                self._pending.frames_dropped += 1
+            self._pending.frame = frame
             self._condition.notify_all()
 
     def stop(self) -> bool:
         """Stop following (True when something was being followed)."""
         with self._condition:
-            was = not self._stopped or self._target is not None
-            self._target, self._frame, self._stopped = None, None, True
-            self._state, self._command_id = TrackState.IDLE, ""
-            self._generation += 1
+            was = self._track.accepting
+            self._track = _Track(self._track.generation + 1)
+            self._pending.target = self._pending.frame = None
         return was
 
     def status(self) -> FollowStatus:
         with self._condition:
-            return FollowStatus(self._state, self._command_id, self._tracked, self._dropped, self._error)
+            return self._status()
+
+    def _status(self) -> FollowStatus:
+        track, pending = self._track, self._pending
+        return FollowStatus(track.state, track.command_id, pending.frames_tracked, pending.frames_dropped, track.error)
 
     def close(self) -> None:
         with self._condition:
@@ -171,34 +207,78 @@ class TrackFollower:
             self._condition.notify_all()
         self._thread.join(timeout=30)
 
+    # ------------------------------------------------------------------ transitions from the worker
+
+    def _started(self, target: _Target, generation: int, when: float) -> bool:
+        with self._condition:
+            if generation != self._track.generation:
+                return False  # stopped or replaced while this target was being started
+            track = self._track
+            track.state, track.command_id, track.error, track.last_present = \
+                TrackState.TRACKING, target.command_id, "", when
+            return True
+
+    def _tracked(self, frame: CameraFrame, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
+                 generation: int) -> TrackUpdate | None:
+        now = self._clock()
+        boxes = tuple(mask_box(item.mask) if item.present else None for item in tracked)
+        with self._condition:
+            track = self._track
+            if not track.accepting or generation != track.generation:
+                return None  # stop() or a new target came while this frame was being tracked
+            if any(item.present for item in tracked):
+                track.last_present = now
+            track.state = TrackState.TRACKING if now - track.last_present <= self.lost_after_s else TrackState.LOST
+            self._pending.frames_tracked += 1
+            return TrackUpdate(track.command_id, frame, tuple(tracked), boxes, track.state, convert_s, track_s)
+
+    def _failed(self, error: str, generation: int, command_id: str | None = None) -> FollowStatus | None:
+        with self._condition:
+            track = self._track
+            if generation != track.generation:
+                return None  # a new target or stop() came meanwhile: this failure no longer concerns anyone
+            track.accepting, track.state, track.error = False, TrackState.FAILED, error
+            track.command_id = command_id if command_id is not None else track.command_id
+            return self._status()
+
     # ------------------------------------------------------------------ worker
+
+    def _next(self, last_track: float) -> tuple[_Target | None, CameraFrame | None, int] | None:
+        """Wait for work: a target to start, else the newest frame once the rate limit allows; None = closed."""
+        with self._condition:
+            while True:
+                pending = self._pending
+                while not self._closed and pending.target is None and (not self._track.accepting
+                                                                       or pending.frame is None):
+                    self._condition.wait()
+                if self._closed:
+                    return None
+                generation = self._track.generation
+                if pending.target is not None:
+                    target, pending.target = pending.target, None
+                    return target, None, generation
+                wait = 1.0 / self.max_rate_hz - (self._clock() - last_track) if self.max_rate_hz > 0 else 0.0
+                if wait <= 0:
+                    frame, pending.frame = pending.frame, None
+                    return None, frame, generation
+                self._condition.wait(wait)
 
     def _run(self) -> None:
         tracker: Tracker | None = None
         last_track = -float("inf")
         try:
-            while True:
-                with self._condition:
-                    while not self._closed and self._target is None and (self._stopped or self._frame is None):
-                        self._condition.wait()
-                    if self._closed:
-                        return
-                    target, self._target = self._target, None
-                    generation = self._generation
-                    frame = None
-                    if target is None:
-                        wait = 1.0 / self.max_rate_hz - (self._clock() - last_track) if self.max_rate_hz > 0 else 0
-                        if wait > 0:
-                            self._condition.wait(wait)
-                            continue
-                        frame, self._frame = self._frame, None
+            while (work := self._next(last_track)) is not None:
+                target, frame, generation = work
                 try:
                     if tracker is None:
                         tracker = self._build()
                     started = self._clock()
                     if target is not None:
-                        self._start(tracker, target, generation, started)
+                        tracked = tracker.start_objects(target.rgb, target.prompts)
+                        if self._started(target, generation, started):
+                            self._emit(target.frame, tracked, 0.0, self._clock() - started, generation)
                     elif frame is not None:
+                        last_track = started
                         try:
                             rgb = self._convert(frame)
                         except ValueError as exc:  # an unusable frame: the track ends clearly
@@ -206,7 +286,6 @@ class TrackFollower:
                             self._fail(str(exc), generation)
                             continue
                         converted = self._clock()
-                        last_track = started
                         self._emit(frame, tracker.track_objects(rgb), converted - started, self._clock() - converted,
                                    generation)
                 except Exception as exc:  # a size change or a model failure ends this track, never the process
@@ -220,35 +299,13 @@ class TrackFollower:
             if tracker is not None:
                 tracker.close()
 
-    def _start(self, tracker: Tracker, target: _Target, generation: int, started: float) -> None:
-        tracked = tracker.start_objects(target.rgb, target.prompts)
-        with self._condition:
-            if generation != self._generation:
-                return  # stopped or replaced while this target was being started
-            self._stopped, self._command_id, self._error = False, target.command_id, ""
-            self._last_present = started
-        self._emit(target.frame, tracked, 0.0, self._clock() - started, generation)
+    def _emit(self, frame: CameraFrame, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
+              generation: int) -> None:
+        update = self._tracked(frame, tracked, convert_s, track_s, generation)
+        if update is not None:
+            self._publish(update)
 
     def _fail(self, error: str, generation: int, command_id: str | None = None) -> None:
-        with self._condition:
-            if generation != self._generation:
-                return  # a new target or stop() came meanwhile: this failure no longer concerns anyone
-            self._stopped, self._state, self._error = True, TrackState.FAILED, error
-            self._command_id = command_id if command_id is not None else self._command_id
-            status = FollowStatus(self._state, self._command_id, self._tracked, self._dropped, error)
-        if self._on_failed is not None:
+        status = self._failed(error, generation, command_id)
+        if status is not None and self._on_failed is not None:
             self._on_failed(status)
-
-    def _emit(self, frame: Any, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
-              generation: int) -> None:
-        now = self._clock()
-        boxes = tuple(mask_box(item.mask) if item.present else None for item in tracked)
-        with self._condition:
-            if self._stopped or generation != self._generation:
-                return  # stop() or a new target came while this frame was being tracked
-            if any(item.present for item in tracked):
-                self._last_present = now
-            self._state = TrackState.TRACKING if now - self._last_present <= self.lost_after_s else TrackState.LOST
-            self._tracked += 1
-            update = TrackUpdate(self._command_id, frame, tuple(tracked), boxes, self._state, convert_s, track_s)
-        self._publish(update)

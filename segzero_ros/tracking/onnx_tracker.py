@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import ExportedGraphsConfig, SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.segmentation.manifest import Sam2OnnxManifest, load_manifest
 from segzero_ros.segmentation.processing import bilinear_matrix
@@ -95,17 +95,18 @@ class GraphTracker(ObjectTrackerBase):
     def close(self) -> None:
         self.reset()
 
-    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+    def start_objects(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> list[TrackedMask]:
         """Forget any previous targets; remember each prompted object (one encoding, a memory per object)."""
         if not prompts:
-            raise ValueError("start_objects needs at least one (box, points) prompt")
+            raise ValueError("start_objects needs at least one object prompt")
         self.reset()
         height, width = check_frame(image)
         self._shape, self._frame = (height, width), 0
         embed, high_0, high_1 = self._encode(image)
         current = _tokens(embed - self._no_mem_embed)
         tracked = []
-        for box, points in prompts:
+        for prompt in prompts:
+            box, points = prompt.box, prompt.points
             coordinates = np.asarray([[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)], np.float32)
             coordinates = coordinates / np.asarray([width, height], np.float32) * np.float32(self._size)
             labels = np.asarray([[2, 3, *([1] * len(points))]], np.int32)
@@ -121,7 +122,7 @@ class GraphTracker(ObjectTrackerBase):
     def track_objects(self, image: np.ndarray) -> list[TrackedMask]:
         """Every started object on the next frame, in the order they were started (one image encoding)."""
         if self._shape is None:
-            raise RuntimeError("call start(image, box, points) before track(image)")
+            raise RuntimeError("call start(image, prompt) before track(image)")
         size = check_frame(image)
         if size != self._shape:
             raise ValueError(f"frame is {size[1]}×{size[0]} but tracking started on {self._shape[1]}×{self._shape[0]}; "

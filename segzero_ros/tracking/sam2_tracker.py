@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import SegmenterConfig
-from segzero_ros.core.geometry import Box, Point
+from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.segmentation.sam2_backend import build_sam2_model
 from segzero_ros.tracking.base import ObjectMemory, ObjectTrackerBase, TrackedMask, check_frame, presence_probability
 
@@ -82,11 +82,11 @@ class Sam2Tracker(ObjectTrackerBase):
         self.reset()
         self._model = None
 
-    def start_objects(self, image: np.ndarray, prompts: Sequence[tuple[Box, Sequence[Point]]]) -> list[TrackedMask]:
+    def start_objects(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> list[TrackedMask]:
         """Forget any previous targets; remember each prompted object (the image is encoded once). Each object
         keeps a memory of its own, as sam2's video predictor keeps one per object id."""
         if not prompts:
-            raise ValueError("start_objects needs at least one (box, points) prompt")
+            raise ValueError("start_objects needs at least one object prompt")
         self.reset()
         torch = self._torch
         height, width = check_frame(image)
@@ -96,7 +96,8 @@ class Sam2Tracker(ObjectTrackerBase):
         with torch.inference_mode():
             features = self._features(image)
             scale = torch.tensor([width, height], dtype=torch.float32)
-            for box, points in prompts:
+            for prompt in prompts:
+                box, points = prompt.box, prompt.points
                 memory = ObjectMemory()
                 coordinates = [[box.x1, box.y1], [box.x2, box.y2], *([p.x, p.y] for p in points)]
                 labels = [2, 3, *([1] * len(points))]
@@ -127,7 +128,7 @@ class Sam2Tracker(ObjectTrackerBase):
     def track_objects(self, image: np.ndarray) -> list[TrackedMask]:
         """Every started object on the next frame, in the order they were started (one image encoding)."""
         if self._size is None:
-            raise RuntimeError("call start(image, box, points) before track(image)")
+            raise RuntimeError("call start(image, prompt) before track(image)")
         torch = self._torch
         size = check_frame(image)
         if size != self._size:

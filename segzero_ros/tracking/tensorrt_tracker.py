@@ -22,7 +22,7 @@ from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.manifest import GraphSpec, Sam2OnnxManifest, load_manifest
 from segzero_ros.segmentation.tensorrt_backend import (
     EngineRunner,
-    Progress,
+    Report,
     cuda_device_index,
     default_engine_cache_dir,
     engine_for,
@@ -44,7 +44,7 @@ def tracking_graphs(manifest: Sam2OnnxManifest) -> dict[str, GraphSpec]:
 
 
 def build_tracking_engines(onnx_dir: Path | str, cache_dir: str | Path | None = None, device: str = "auto",
-                           progress: Progress = LOG.warning) -> dict[str, Path]:
+                           report: Report = LOG.warning) -> dict[str, Path]:
     """The tracker's engines (role → file), built once per GPU and TensorRT version; `segzero build-engine`
     calls it too, so a robot can build them before the first command."""
     trt = import_tensorrt()
@@ -58,7 +58,7 @@ def build_tracking_engines(onnx_dir: Path | str, cache_dir: str | Path | None = 
     with torch.cuda.device(device_index):
         gpu = gpu_identity(device_index, str(trt.__version__))
         return {role: engine_for(graph, folder, cache, precision=ENGINE_PRECISION, gpu=gpu, prefix=f"sam2-track-{role}",
-                                 progress=progress, checkpoint=manifest.model.checkpoint)
+                                 report=report, checkpoint=manifest.model.checkpoint)
                 for role, graph in tracking_graphs(manifest).items()}
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segzero_ros.core.geometry import REASONING_FRAME_SIZE, Box, Point
+from segzero_ros.core.geometry import REASONING_FRAME_SIZE, Box, Point, mask_box
 from segzero_ros.core.solution import format_solution, object_solution
 
 FALLBACK_HALF_WINDOW = 10
@@ -81,7 +81,10 @@ def scale_to_frame(value: int, factor: float) -> int:
 def mask_targets(mask: np.ndarray) -> MaskTargets:
     """Box and points of a bool H×W mask, in the mask's own pixels."""
     foreground = _as_bool_mask(mask)
-    return MaskTargets(mask_box(foreground), representative_points(foreground))
+    box = mask_box(foreground)
+    if box is None:
+        raise EmptyMaskError("the mask has no foreground pixel")
+    return MaskTargets(box, representative_points(foreground))
 
 
 def frame_targets(mask: np.ndarray, frame_size: int = REASONING_FRAME_SIZE) -> MaskTargets:
@@ -107,14 +110,7 @@ def object_list_solution(instances: Sequence[np.ndarray], frame_size: int = REAS
     return object_solution(objects)
 
 
-def mask_box(mask: np.ndarray) -> Box:
-    """``[min x, min y, max x, max y]`` of the foreground, corners inclusive."""
-    foreground = _as_bool_mask(mask)
-    rows = np.flatnonzero(foreground.any(axis=1))
-    cols = np.flatnonzero(foreground.any(axis=0))
-    if rows.size == 0:
-        raise EmptyMaskError("the mask has no foreground pixel")
-    return Box(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+
 
 
 def representative_points(mask: np.ndarray) -> tuple[Point, Point]:

@@ -42,8 +42,10 @@ def test_every_overridden_parameter_exists_and_gets_its_declared_type():
     }
     settings = settings_from_parameters(overrides)  # types and values the node accepts
     assert settings.pipeline.segmenter.device == "cuda:1" and not settings.node.autostart
-    with pytest.raises(ValueError, match="autostart must be true or false"):
-        launch.parameter_overrides({"autostart": "yes"})
+    with pytest.raises(ValueError, match="launch argument autostart: expected true or false, got 'maybe'"):
+        launch.parameter_overrides({"autostart": "maybe"})
+    with pytest.raises(ValueError, match="launch argument max_image_age_s: max_image_age_s must be >= 0"):
+        launch.parameter_overrides({"max_image_age_s": "-1"})
 
 
 def test_launch_description_declares_every_argument():

@@ -1,6 +1,7 @@
 """The ~/segment action and ~/reasoning_stream over DDS, with an rclpy ActionClient: feedback stages and the
 reasoning arriving chunk by chunk, a cancel mid-reasoning, and two goals queued (the second canceled while it
-waits). The reasoner is a stand-in that streams a scripted answer slowly (so a cancel can land mid-way; real
+waits), each with the goal status transitions a client sees on the action's status topic (ACCEPTED →
+EXECUTING while the command runs → SUCCEEDED / CANCELED / ABORTED; a goal canceled while queued never EXECUTING). The reasoner is a stand-in that streams a scripted answer slowly (so a cancel can land mid-way; real
 token streaming of the transformers and openai backends is tested in tests/test_transformers_reasoner.py and
 tests/test_openai_reasoner.py); the segmenter fills the box."""
 
@@ -17,8 +18,9 @@ from tests.ros.harness import image_message, rgb_test_image, skip_module_unless_
 pytestmark = [pytest.mark.ros]
 skip_module_unless_ros_runtime()
 
-from action_msgs.msg import GoalStatus  # noqa: E402
+from action_msgs.msg import GoalStatus, GoalStatusArray  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from segzero_ros.action import Segment as SegmentAction  # noqa: E402
 from segzero_ros.msg import ReasoningSegmentation  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -61,6 +63,41 @@ def outputs_file(tmp_path_factory) -> Path:
     path: Path = tmp_path_factory.mktemp("scripted") / "outputs.json"
     path.write_text(json.dumps({"*": ANSWER}))
     return path
+
+
+NAMES = {GoalStatus.STATUS_ACCEPTED: "ACCEPTED", GoalStatus.STATUS_EXECUTING: "EXECUTING",
+         GoalStatus.STATUS_CANCELING: "CANCELING", GoalStatus.STATUS_SUCCEEDED: "SUCCEEDED",
+         GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CANCELED"}
+RANK = {"ACCEPTED": 0, "EXECUTING": 1, "CANCELING": 2, "SUCCEEDED": 3, "ABORTED": 3, "CANCELED": 3}
+
+
+class StatusRecorder:
+    """Every goal's states in the order the action's status topic reports them (what ActionClient reads)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, list[str]] = {}
+
+    def __call__(self, msg) -> None:
+        for status in msg.status_list:
+            states = self.seen.setdefault(bytes(status.goal_info.goal_id.uuid), [])
+            name = NAMES.get(status.status, str(status.status))
+            if not states or states[-1] != name:
+                states.append(name)
+
+    def of(self, handle) -> list[str]:
+        """The goal's states so far, checked to only ever move forward."""
+        states = list(self.seen.get(bytes(handle.goal_id.uuid), []))
+        ranks = [RANK[state] for state in states]
+        assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks), f"states out of order: {states}"
+        return states
+
+
+@pytest.fixture(scope="module")
+def statuses(harness) -> StatusRecorder:
+    recorder = StatusRecorder()
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    harness.client.create_subscription(GoalStatusArray, "/segzero/segment/_action/status", recorder, qos)
+    return recorder
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +149,15 @@ def stream_of(topics, command_id: str) -> list[dict]:
     return [json.loads(m.data) for m in topics["stream"].messages if json.loads(m.data)["command_id"] == command_id]
 
 
-def test_goal_streams_feedback_and_reasoning_then_succeeds(node, action, topics):
+def test_goal_streams_feedback_and_reasoning_then_succeeds(node, action, topics, statuses):
     feedback: list = []
-    outcome = result_of(send(action, "the red mug", feedback))
+    handle = send(action, "the red mug", feedback)
+    wait_until(lambda: any(f.feedback.stage == "reasoning" for f in feedback), what="reasoning feedback")
+    wait_until(lambda: statuses.of(handle)[-1:] == ["EXECUTING"], what="EXECUTING while the model reasons")
+    outcome = result_of(handle)
     assert outcome.status == GoalStatus.STATUS_SUCCEEDED
+    wait_until(lambda: statuses.of(handle)[-1:] == ["SUCCEEDED"], what="the SUCCEEDED status")
+    assert statuses.of(handle)[-2:] == ["EXECUTING", "SUCCEEDED"]
     result = outcome.result.result
     assert result.success and list(result.box) == [8, 10, 32, 30] and result.raw_output == ANSWER
     messages = [entry.feedback for entry in feedback]
@@ -136,7 +178,7 @@ def test_goal_streams_feedback_and_reasoning_then_succeeds(node, action, topics)
     assert [m.command_id for m in topics["results"].messages].count(result.command_id) == 1
 
 
-def test_cancel_mid_reasoning_stops_generation_and_answers_once(node, action, topics):
+def test_cancel_mid_reasoning_stops_generation_and_answers_once(node, action, topics, statuses):
     feedback: list = []
     handle = send(action, "the red mug", feedback)
     wait_until(lambda: any(f.feedback.stage == "reasoning" and len(f.feedback.reasoning) >= 2 * CHUNK
@@ -148,6 +190,8 @@ def test_cancel_mid_reasoning_stops_generation_and_answers_once(node, action, to
     outcome = result_of(handle)
     assert time.monotonic() - asked < 2.0
     assert outcome.status == GoalStatus.STATUS_CANCELED
+    wait_until(lambda: statuses.of(handle)[-1:] == ["CANCELED"], what="the CANCELED status")
+    assert statuses.of(handle)[-3:] == ["EXECUTING", "CANCELING", "CANCELED"]
     result = outcome.result.result
     assert not result.success and result.error_kind == "canceled" and "canceled after" in result.error
     published = topics["results"].wait_for(lambda m: m.command_id == result.command_id)
@@ -158,7 +202,7 @@ def test_cancel_mid_reasoning_stops_generation_and_answers_once(node, action, to
     assert ANSWER.startswith(streamed) and len(streamed) < len(ANSWER)  # generation stopped part-way
 
 
-def test_two_goals_queue_and_the_waiting_one_can_be_canceled(node, action, topics):
+def test_two_goals_queue_and_the_waiting_one_can_be_canceled(node, action, topics, statuses):
     first_feedback: list = []
     second_feedback: list = []
     third_feedback: list = []
@@ -173,6 +217,8 @@ def test_two_goals_queue_and_the_waiting_one_can_be_canceled(node, action, topic
     assert third_outcome.status == GoalStatus.STATUS_CANCELED
     assert third_outcome.result.result.error == "canceled while queued"
     assert not any(f.feedback.stage == "reasoning" for f in third_feedback)
+    wait_until(lambda: statuses.of(third)[-1:] == ["CANCELED"], what="the CANCELED status")
+    assert "EXECUTING" not in statuses.of(third)  # canceled while it waited: ACCEPTED → CANCELING → CANCELED
     outcomes = [result_of(first), result_of(second)]
     assert [o.status for o in outcomes] == [GoalStatus.STATUS_SUCCEEDED] * 2
     first_id, second_id = (o.result.result.command_id for o in outcomes)
@@ -194,17 +240,20 @@ def test_goal_with_its_own_image_and_include_mask_false(node, action):
     result = outcome.result.result
     assert outcome.status == GoalStatus.STATUS_SUCCEEDED and result.command_id == "mine-1"
     assert result.header.frame_id == "gripper_camera" and result.mask.width == 0 and result.mask_pixels > 0
+    assert result.labels.width == 0 and len(result.labels.data) == 0  # no image at all in a mask-less answer
     assert all(f.feedback.command_id == "mine-1" for f in feedback)
 
 
-def test_a_goal_the_node_cannot_run_is_aborted_with_its_error(node_factory, harness, action, outputs_file):
+def test_a_goal_the_node_cannot_run_is_aborted_with_its_error(node_factory, harness, action, outputs_file, statuses):
     idle = node_factory(**{"reasoner.backend": "test-slow-stream", "reasoner.model": str(outputs_file),
                            "segmenter.backend": "box", "autostart": False})
     harness.executor.add_node(idle)
     feedback: list = []
-    outcome = result_of(send(action, "the red mug", feedback))
+    handle = send(action, "the red mug", feedback)
+    outcome = result_of(handle)
     assert outcome.status == GoalStatus.STATUS_ABORTED
     assert outcome.result.result.error_kind == "not_ready"
+    wait_until(lambda: statuses.of(handle)[-1:] == ["ABORTED"], what="the ABORTED status")
 
 
 @pytest.mark.slow

@@ -80,8 +80,8 @@ register_reasoner("test-gated", _gated_from_config)
 class HalfSizeSegmenter(BoxSegmenter):
     """A broken segmenter backend: its masks are half the image's size."""
 
-    def segment(self, box, points):
-        output = super().segment(box, points)
+    def segment(self, prompt):
+        output = super().segment(prompt)
         return SegmentOutput(mask=output.mask[::2, ::2], score=output.score)
 
 

@@ -136,9 +136,10 @@ def test_the_planner_example_segments_a_picture_it_sends(node_process):
     assert "reasoning: " in completed.stdout
 
 
-def test_node_process_exits_cleanly_on_sigint(node_process):
+def test_node_process_exits_cleanly_on_sigterm(node_process):
+    """SIGTERM (docker stop, systemd, launch's escalation) ends the node as Ctrl-C does: models released, 0."""
     process, log_path = node_process
     assert process.poll() is None, _log(log_path)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, _log(log_path)
     assert "models released" in _log(log_path)

@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from segzero_ros.backends import register_reasoner  # noqa: E402
 from segzero_ros.config import ReasonerConfig  # noqa: E402
-from segzero_ros.core.geometry import Box, Point  # noqa: E402
+from segzero_ros.core.geometry import Box, ObjectPrompt, Point  # noqa: E402
 from segzero_ros.reasoning.scripted import ScriptedReasoner  # noqa: E402
 from segzero_ros.ros.client import SegZeroClient  # noqa: E402
 from segzero_ros.tracking import build_tracker  # noqa: E402
@@ -163,7 +163,7 @@ def test_the_node_follows_the_commanded_object_frame_by_frame_exactly_as_the_tra
     oracle = build_tracker(tiny_sam2.segmenter_config())
     try:
         box, points = prompt_of(result)
-        expected = [oracle.start(frames[0], box, points), *(oracle.track(frame) for frame in frames[1:])]
+        expected = [oracle.start(frames[0], ObjectPrompt(box, points)), *(oracle.track(frame) for frame in frames[1:])]
     finally:
         oracle.close()
     for index, (msg, want) in enumerate(zip(received, expected, strict=True)):
@@ -291,7 +291,7 @@ def test_every_object_of_a_multi_object_answer_is_tracked(make_node, wiring, tmp
         for index in range(2):
             box = Box(*(int(v) for v in result.object_boxes[4 * index: 4 * index + 4]))
             count = result.object_point_counts[index]
-            prompts.append((box, tuple(Point(int(x), int(y)) for x, y in points[start:start + count])))
+            prompts.append(ObjectPrompt(box, tuple(Point(int(x), int(y)) for x, y in points[start:start + count])))
             start += count
         oracle.start_objects(frames[0], prompts)
         expected = oracle.track_objects(frames[1])

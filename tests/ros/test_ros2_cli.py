@@ -86,6 +86,17 @@ def test_a_user_session_with_the_ros2_cli(node, env, harness):
     accepted = ros2(env, "param", "set", "/segzero", "queue_depth", "7")
     assert "Set parameter successful" in accepted.stdout
     assert "7" in ros2(env, "param", "get", "/segzero", "queue_depth").stdout
+    integer = ros2(env, "param", "set", "/segzero", "max_image_age_s", "3")  # would retype the float parameter
+    assert "max_image_age_s is a floating-point parameter: write 3.0" in integer.stdout + integer.stderr
+    assert "Double value is: 0.0" in ros2(env, "param", "get", "/segzero", "max_image_age_s").stdout
+    assert "Set parameter successful" in ros2(env, "param", "set", "/segzero", "max_image_age_s", "0.0").stdout
+
+    goal = ros2(env, "action", "send_goal", "--feedback", "/segzero/segment", "segzero_ros/action/Segment",
+                "{command: 'the red mug', command_id: 'cli-2', include_mask: false}")
+    assert goal.returncode == 0, goal.stderr
+    assert "Goal accepted" in goal.stdout and "Feedback:" in goal.stdout and "stage: queued" in goal.stdout
+    assert "command_id: cli-2" in goal.stdout and "Goal finished with status: SUCCEEDED" in goal.stdout
+    assert "mask_pixels: 4" in goal.stdout and len(goal.stdout) < 20_000, goal.stdout[-2000:]
 
     assert "Transitioning successful" in ros2(env, "lifecycle", "set", "/segzero", "deactivate").stdout
     assert "inactive [2]" in ros2(env, "lifecycle", "get", "/segzero").stdout
