@@ -157,7 +157,7 @@ def test_open_hf_dataset_split_rules_shared_by_eval_and_training(tmp_path, monke
     with pytest.raises(DatasetFormatError, match="no such file or folder"):
         load_hf_dataset(str(tmp_path / "missing" / "folder"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DatasetFormatError, match="huggingface-cli download --repo-type dataset someone/not-cached"):
+    with pytest.raises(DatasetFormatError, match="hf download --repo-type dataset someone/not-cached"):
         load_hf_dataset("someone/not-cached", cache_dir=str(tmp_path / "cache"))
 
 

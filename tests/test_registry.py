@@ -19,18 +19,19 @@ from segzero_ros.registry import backend, backends, config_for, load, section_op
 
 
 def test_the_built_in_backends_and_their_config_classes():
-    assert list(backends("reasoner")) == ["transformers", "scripted", "openai"]
-    assert list(backends("segmenter")) == ["sam2", "box", "onnxruntime", "tensorrt"]
+    # (test modules register stand-in backends of their own after these)
+    assert list(backends("reasoner"))[:3] == ["transformers", "scripted", "openai"]
+    assert list(backends("segmenter"))[:4] == ["sam2", "box", "onnxruntime", "tensorrt"]
     assert backend("segmenter", "onnxruntime").config is OnnxRuntimeSegmenterConfig
     assert backend("reasoner", "transformers").config is TransformersReasonerConfig
     trackers = {name for name, entry in backends("segmenter").items() if entry.tracker is not None}
-    assert trackers == {"sam2", "onnxruntime", "tensorrt"}
+    assert trackers >= {"sam2", "onnxruntime", "tensorrt"} and "box" not in trackers
     # A dedicated config class names its own backend: built alone, it builds that backend.
     assert OnnxRuntimeSegmenterConfig().backend == "onnxruntime" and TensorRTSegmenterConfig().backend == "tensorrt"
 
 
 def test_unknown_backends_are_refused_with_the_list():
-    with pytest.raises(ValueError, match=r"unknown segmenter backend 'sam9'; available: box, onnxruntime, sam2"):
+    with pytest.raises(ValueError, match=r"unknown segmenter backend 'sam9'; available: box, .*onnxruntime, sam2, "):
         backend("segmenter", "sam9")
 
 

@@ -125,7 +125,7 @@ def test_unusable_sources_fail_with_a_clear_message(tmp_path, monkeypatch):
     import datasets
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DatasetFormatError, match="huggingface-cli download --repo-type dataset"):
+    with pytest.raises(DatasetFormatError, match="hf download --repo-type dataset"):
         load_training_dataset("someone/not-cached-anywhere")
     with pytest.raises(DatasetFormatError, match="no such file or folder"):
         load_training_dataset(str(tmp_path / "missing" / "folder"))

@@ -162,7 +162,7 @@ def _assert_helpful(error: ModelLoadError, model: str) -> None:
     message = str(error)
     assert f"'{model}'" in message
     assert "local" in message
-    assert "huggingface-cli download Ricky06662/Seg-Zero-7B --local-dir" in message
+    assert "`hf download Ricky06662/Seg-Zero-7B --local-dir DIR`" in message
     assert "--tiny" in message
     assert "reasoner.model" in message
 

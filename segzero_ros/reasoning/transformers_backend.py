@@ -24,7 +24,7 @@ from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.progress import Progress
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import CanceledError, ModelLoadError
-from segzero_ros.files import download_hint, hub_problem, looks_like_local_path
+from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, rgb_array_to_frame
 
@@ -111,7 +111,7 @@ class TransformersReasoner(BatchReasonerBase):
         if not path.is_dir() and (path.exists() or looks_like_local_path(config.model)):
             raise model_load_error(config.model)
         source = str(path) if path.is_dir() else config.model
-        if not path.is_dir() and not _in_hub_cache(source) and hub_problem() is not None:
+        if not path.is_dir() and not hub_offline() and not _in_hub_cache(source) and hub_problem() is not None:
             raise model_load_error(config.model)  # fail in seconds, not after minutes of hub retries
         try:
             import transformers
