@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from segzero_ros.errors import SegZeroError
+from segzero_ros.quiet import quiet_library_progress_bars
 
 # Modules with `add_parser(subparsers)`; each registers one subcommand whose handler is `args.handler`.
 SUBCOMMAND_MODULES = (
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    _quiet_library_progress_bars()
+    quiet_library_progress_bars()
     try:
         code: int = args.handler(args)
     except SegZeroError as exc:
@@ -58,17 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-def _quiet_library_progress_bars() -> None:
-    """transformers draws a bar for every weight load; the CLI prints its own progress where it matters."""
-    import os
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "transformers" in sys.modules or importlib.util.find_spec("transformers") is not None:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 
+from segzero_ros.quiet import quiet_library_progress_bars
 from segzero_ros.ros.executor import TransitionExecutor
 from segzero_ros.ros.node import SegZeroNode, add_to_executor
 
@@ -25,6 +26,7 @@ from segzero_ros.ros.node import SegZeroNode, add_to_executor
 def main(args: list[str] | None = None) -> int:
     """Console entry point `segzero_node`."""
     parent = os.getppid()
+    quiet_library_progress_bars()
     _init_without_rclpy_signal_handlers(args)
     # SIGTERM (sent by launch after SIGINT) ends the process the same orderly way as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
