@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from segzero_ros.core.families import AUTO, COORDINATES, FAMILY_NAMES
 from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.options import DEVICE_HINT, DEVICE_PATTERN, check_options, option, options_of
 
@@ -65,6 +66,17 @@ class ReasonerConfig(BackendConfig):
                                           "(Seg-Zero-7B); vision_reasoner = a list of objects, [] when none is in "
                                           "view (VisionReasoner-7B). Selects prompt, parser and segmentation.",
                                 choices=ANSWER_FORMAT_NAMES)
+    family: str = option(AUTO, "Model family: qwen2_5_vl (Seg-Zero-7B, VisionReasoner-7B), qwen3_vl or "
+                               "qwen3_vl_moe. auto = from the checkpoint's config.model_type (transformers); a "
+                               "server or recorded outputs cannot be seen, so auto means qwen2_5_vl there.",
+                         choices=(AUTO, *FAMILY_NAMES))
+    coordinates: str = option(AUTO, "What the answers' numbers are: absolute = pixels of the reasoning frame "
+                                    "(Qwen2/2.5-VL), relative_1000 = 0..1000 whatever the image size (Qwen3-VL); "
+                                    "auto = the family's.", choices=(AUTO, *COORDINATES))
+    frame_size: int = option(0, "Side of the square the image is resized to before the reasoner sees it; 0 = "
+                                "the family's (840 for Qwen2.5-VL, as Seg-Zero; 832 for Qwen3-VL: 840 on its "
+                                "32-pixel grid). A checkpoint answers best in the frame it was trained on.",
+                             minimum=0, maximum=4096)
 
 
 @dataclass(frozen=True)

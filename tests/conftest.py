@@ -37,6 +37,13 @@ def tiny_qwen_dir(tiny_cache_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_dir(tiny_cache_root: Path) -> Path:
+    from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
+
+    return ensure_tiny_qwen(tiny_cache_root, "qwen3_vl")
+
+
+@pytest.fixture(scope="session")
 def tiny_sam2(tiny_cache_root: Path):  # -> segzero_ros.tiny.sam2_model.TinySam2
     from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 

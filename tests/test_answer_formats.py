@@ -35,7 +35,7 @@ def test_registry_names_both_formats_and_refuses_others() -> None:
     assert ANSWER_FORMAT_NAMES == (SEG_ZERO, VISION_REASONER) == ("seg_zero", "vision_reasoner")
     assert answer_format(SEG_ZERO).build_prompt("The mug.") == build_prompt("The mug.")
     assert answer_format(VISION_REASONER).build_prompt("The mug?") == build_vision_reasoner_prompt("The mug?")
-    assert not ANSWER_FORMATS[SEG_ZERO].can_answer_nothing and ANSWER_FORMATS[VISION_REASONER].can_answer_nothing
+    assert ANSWER_FORMATS[SEG_ZERO].can_answer_nothing and ANSWER_FORMATS[VISION_REASONER].can_answer_nothing
     with pytest.raises(ValueError, match="unknown answer format 'yolo'; known: seg_zero, vision_reasoner"):
         answer_format("yolo")
     with pytest.raises(ValueError, match="answer_format"):

@@ -124,7 +124,7 @@ def test_840_frame_becomes_16_visual_tokens(tiny_processor) -> None:
     assert int((inputs["input_ids"] == image_id).sum()) == 16
 
 
-def _fake_build(output_dir: Path, seed: int = 0) -> None:
+def _fake_build(output_dir: Path, seed: int = 0, **recipe) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "built_by").write_text("this process", encoding="utf-8")
     (output_dir / RECIPE_MARKER).write_text("{}", encoding="utf-8")
@@ -148,7 +148,7 @@ def test_unfinished_folder_is_replaced_and_no_staging_is_left(tmp_path: Path, mo
 def test_concurrent_builder_that_finishes_first_wins(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / TINY_QWEN_DIRNAME
 
-    def build_while_another_process_finishes(output_dir: Path, seed: int = 0) -> None:
+    def build_while_another_process_finishes(output_dir: Path, seed: int = 0, **recipe) -> None:
         _fake_build(output_dir, seed)
         target.mkdir()  # the other process renames its finished build into place first
         (target / "built_by").write_text("other process", encoding="utf-8")

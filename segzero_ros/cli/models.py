@@ -93,8 +93,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--device", default=None, help="torch device of both models: auto, cpu, cuda or cuda:N "
                                                        "(a section's own --*.device wins)")
     common.add_argument("--tiny", action="store_true",
-                        help="tiny offline models (meaningless masks, proves the install); refuses the flags that "
-                             "choose other weights")
+                        help="tiny offline models (meaningless masks, proves the install); --reasoner.family "
+                             "qwen3_vl picks the tiny Qwen3-VL; refuses the flags that choose other weights")
 
 
 def sam2_source(value: str) -> dict[str, str]:
@@ -198,7 +198,7 @@ def _tiny_config(given: dict[str, Any], args: argparse.Namespace, command: str) 
     reasoner, segmenter = _section(given, "reasoner"), _section(given, "segmenter")
     devices = {kind: "cpu" if values.get("device", "auto") == "auto" else values["device"]
                for kind, values in (("reasoner", reasoner), ("segmenter", segmenter))}
-    tiny = tiny_pipeline_config(device=devices["segmenter"])
+    tiny = tiny_pipeline_config(device=devices["segmenter"], family=reasoner.get("family", "auto"))
     chosen = {"reasoner": tiny.reasoner.backend, "segmenter": segmenter.pop("backend", tiny.segmenter.backend)}
     _warn_unread(args, chosen, command)
     tiny_sam2 = {"config": tiny.segmenter.config, "checkpoint": tiny.segmenter.checkpoint,

@@ -9,7 +9,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from segzero_ros.config import ReasonerConfig
 from segzero_ros.core.answer import AnswerParseError, extract_reasoning
+from segzero_ros.core.families import (
+    AUTO,
+    DEFAULT_FAMILY,
+    SEG_ZERO_FRAME,
+    AnswerFrame,
+    answer_frame,
+    family,
+    family_of_model_type,
+)
 from segzero_ros.core.formats import SEG_ZERO, AnswerFormat, answer_format
 from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.core.progress import Progress
@@ -41,16 +51,18 @@ def output_from_text(
     image_size: tuple[int, int],
     *,
     format: AnswerFormat | str = SEG_ZERO,
+    frame: AnswerFrame = SEG_ZERO_FRAME,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     preprocess_s: float = 0.0,
     generate_s: float = 0.0,
 ) -> ReasonerOutput:
-    """Parse generated text in the answer `format`; a parse failure becomes an explicit error, not an exception."""
+    """Parse generated text in the answer `format` and the reasoner's `frame` (its coordinates); a parse failure
+    becomes an explicit error, not an exception."""
     spec = answer_format(format) if isinstance(format, str) else format
     objects: tuple[ObjectPrompt, ...] | None
     try:
-        answer = spec.parse(raw_output, image_size)
+        answer = spec.parse(raw_output, image_size, frame.extent)
         objects, error, reasoning = answer.objects, None, answer.reasoning
     except AnswerParseError as exc:
         objects, error, reasoning = None, f"unparseable model output: {exc}", extract_reasoning(raw_output)
@@ -64,6 +76,18 @@ def output_from_text(
         preprocess_s=preprocess_s,
         generate_s=generate_s,
     )
+
+
+def resolve_answer_frame(config: ReasonerConfig, model_type: str | None = None) -> AnswerFrame:
+    """The reasoner's frame and coordinates: the configured family, or the checkpoint's `model_type` (None when
+    the backend cannot see its checkpoint: Seg-Zero's family), with coordinates and frame size unless set."""
+    if config.family != AUTO:
+        chosen = family(config.family)
+    elif model_type is not None:
+        chosen = family_of_model_type(model_type)
+    else:
+        chosen = DEFAULT_FAMILY
+    return answer_frame(chosen, config.coordinates, config.frame_size)
 
 
 @runtime_checkable

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import OpenAIReasonerConfig, ReasonerConfig, widen
-from segzero_ros.core.formats import SEG_ZERO, answer_format
+from segzero_ros.core.families import SEG_ZERO_FRAME, AnswerFrame, family
+from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.progress import Progress
 from segzero_ros.errors import (
     BackendUnavailableError,
@@ -39,13 +40,11 @@ from segzero_ros.errors import (
     ReasonerTimeoutError,
     SegZeroError,
 )
-from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
-from segzero_ros.reasoning.chat import rgb_array_to_frame
+from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text, resolve_answer_frame
+from segzero_ros.reasoning.chat import chat_with_image, rgb_array_to_frame
 
 LOG = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = "You are a helpful assistant."
-"""The system turn Qwen2.5-VL's chat template adds when none is given, i.e. what the local backend sends."""
 NO_KEY = "EMPTY"
 """Sent when no key is configured: local servers accept any key, and the client library requires one."""
 BACKOFF_S = 0.5
@@ -57,22 +56,19 @@ class ReasonerServerError(SegZeroError):
     """The server refused, failed, or broke off; the message carries its words."""
 
 
-def frame_data_url(image: np.ndarray) -> str:
-    """The 840×840 frame the local backend feeds the model, as a lossless PNG data URL."""
+def frame_data_url(image: np.ndarray, frame_size: int = SEG_ZERO_FRAME.frame_size) -> str:
+    """The frame the local backend feeds the model (Seg-Zero: 840×840), as a lossless PNG data URL."""
     buffer = io.BytesIO()
-    rgb_array_to_frame(image).save(buffer, format="PNG", compress_level=1)
+    rgb_array_to_frame(image, frame_size).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def chat_messages(image: np.ndarray, command: str, format: str = SEG_ZERO) -> list[dict[str, Any]]:
-    """System turn + one user turn (image first, then the prompt), as the local chat template renders it."""
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": frame_data_url(image)}},
-            {"type": "text", "text": answer_format(format).build_prompt(command)},
-        ]},
-    ]
+def chat_messages(image: np.ndarray, command: str, format: str = SEG_ZERO, frame: AnswerFrame = SEG_ZERO_FRAME
+                  ) -> list[dict[str, Any]]:
+    """The family's system turn (if it has one) + one user turn (image first, then the prompt), as the local
+    chat template renders them."""
+    image_part = {"type": "image_url", "image_url": {"url": frame_data_url(image, frame.frame_size)}}
+    return chat_with_image(image_part, command, format, family(frame.family))
 
 
 def joined_output(reasoning: str | None, content: str | None) -> str:
@@ -117,6 +113,7 @@ class OpenAIReasoner(BatchReasonerBase):
         answer_format: str = SEG_ZERO,
         verify_tls: bool = True,
         ca_file: str | None = None,
+        frame: AnswerFrame = SEG_ZERO_FRAME,
     ) -> None:
         try:
             import openai
@@ -131,6 +128,9 @@ class OpenAIReasoner(BatchReasonerBase):
         self._max_retries = max_retries
         self._max_new_tokens = max_new_tokens
         self._format = answer_format
+        self.answer_frame = frame
+        """The served model's frame and coordinates (reasoner.family, or Seg-Zero's: a server hides its
+        checkpoint)."""
         verify: bool | str = ca_file if (verify_tls and ca_file) else verify_tls
         self._client: Any = openai.OpenAI(
             base_url=self._base_url, api_key=api_key or NO_KEY, max_retries=0,
@@ -148,6 +148,7 @@ class OpenAIReasoner(BatchReasonerBase):
             connect_timeout_s=config.connect_timeout_s, max_retries=config.max_retries,
             max_new_tokens=config.max_new_tokens, concurrency=config.concurrency,
             answer_format=config.answer_format, verify_tls=config.verify_tls, ca_file=config.ca_file,
+            frame=resolve_answer_frame(config),
         )
 
     @property
@@ -180,13 +181,13 @@ class OpenAIReasoner(BatchReasonerBase):
     def _answer(self, image: np.ndarray, command: str, progress: Progress | None) -> ReasonerOutput:
         started = time.perf_counter()
         deadline = time.monotonic() + self._timeout_s
-        messages = chat_messages(image, command, self._format)
+        messages = chat_messages(image, command, self._format, self.answer_frame)
         size = (int(image.shape[1]), int(image.shape[0]))
         preprocess_s = time.perf_counter() - started
         text, prompt_tokens, completion_tokens = self._with_retries(
             lambda: self._stream(messages, deadline, progress) if progress is not None
             else self._complete(messages, deadline), deadline, progress)
-        return output_from_text(text, size, format=self._format, prompt_tokens=prompt_tokens,
+        return output_from_text(text, size, format=self._format, frame=self.answer_frame, prompt_tokens=prompt_tokens,
                                 completion_tokens=completion_tokens, preprocess_s=preprocess_s,
                                 generate_s=time.perf_counter() - started - preprocess_s)
 

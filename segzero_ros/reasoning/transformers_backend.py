@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, TransformersReasonerConfig, widen
+from segzero_ros.core.families import SEG_ZERO_FRAME
 from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.progress import Progress
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import CanceledError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
-from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text
+from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text, resolve_answer_frame
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, rgb_array_to_frame
 
 
@@ -38,15 +39,15 @@ def load_fix_hint(model: str) -> str:
 
 
 def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str],
-                  format: str = SEG_ZERO) -> Any:
-    """Processor inputs (left-padded, PyTorch tensors) for a batch of (image, command) pairs, prompted in the
-    answer `format`.
+                  format: str = SEG_ZERO, frame_size: int = SEG_ZERO_FRAME.frame_size) -> Any:
+    """Processor inputs (left-padded, PyTorch tensors; all of them: Qwen3-VL's include mm_token_type_ids) for a
+    batch of (image, command) pairs, prompted in the answer `format`, each image resized to the square frame.
 
     The processor must have gone through `prepare_processor_for_generation`.
     """
     if processor.tokenizer.padding_side != "left":
         raise ValueError("batched generation needs a left-padding processor; call prepare_processor_for_generation")
-    frames = [rgb_array_to_frame(image) for image in images]
+    frames = [rgb_array_to_frame(image, frame_size) for image in images]
     texts = [render_chat_text(processor, command, format) for command in commands]
     return processor(text=texts, images=frames, padding=True, return_tensors="pt")
 
@@ -91,13 +92,15 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 class TransformersReasoner(BatchReasonerBase):
-    """A Qwen2.5-VL (Seg-Zero) checkpoint answering in original-image pixels."""
+    """A Qwen2.5-VL (Seg-Zero) or Qwen3-VL checkpoint, answering in original-image pixels: its family (from the
+    checkpoint's config.model_type unless reasoner.family says) decides the frame and the coordinates."""
 
     def __init__(self, model: Any, processor: Any, config: ReasonerConfig) -> None:
         self._model: Any = model
         self._processor: Any = prepare_processor_for_generation(processor)
         self._config = widen(config, TransformersReasonerConfig)
         self._eos_ids = _eos_token_ids(model, processor)
+        self.answer_frame = resolve_answer_frame(self._config, getattr(getattr(model, "config", None), "model_type", None))
 
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
@@ -157,8 +160,8 @@ class TransformersReasoner(BatchReasonerBase):
         import torch
 
         started = time.perf_counter()
-        inputs = prepare_batch(self._processor, images, commands, self._config.answer_format).to(
-            self._model.device)
+        inputs = prepare_batch(self._processor, images, commands, self._config.answer_format,
+                               self.answer_frame.frame_size).to(self._model.device)
         sizes = [(int(image.shape[1]), int(image.shape[0])) for image in images]
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -187,6 +190,7 @@ class TransformersReasoner(BatchReasonerBase):
                 text,
                 size,
                 format=self._config.answer_format,
+                frame=self.answer_frame,
                 prompt_tokens=int(prompt),
                 completion_tokens=self._completion_length(tokens),
                 preprocess_s=preprocess_s / share,

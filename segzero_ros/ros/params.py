@@ -51,8 +51,9 @@ class NodeConfig(SchedulerConfig):
                                           "systemd) leaves no node holding the GPU. False for a node started by a "
                                           "script that exits right away.", applies="start-up")
     tiny: bool = option(False, "Load the tiny offline models instead of reasoner.* / segmenter.* (built into the "
-                               "cache on first use, no weights needed): the whole ROS side runs, but masks and "
-                               "reasoning are MEANINGLESS. For trying the node and for tests.")
+                               "cache on first use, no weights needed; reasoner.family qwen3_vl picks the tiny "
+                               "Qwen3-VL): the whole ROS side runs, but masks and reasoning are MEANINGLESS. For "
+                               "trying the node and for tests.")
 
     def __post_init__(self) -> None:
         check_options(self)

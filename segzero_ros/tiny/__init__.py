@@ -16,11 +16,14 @@ __all__ = ["TINY_WARNING", "default_cache_root", "tiny_pipeline_config"]
 TINY_WARNING = "tiny offline models: the pipeline runs end to end, but masks and reasoning are meaningless"
 
 
-def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu") -> PipelineConfig:
-    """Pipeline config pointing at the tiny models, building them first if needed (~tens of seconds once)."""
+def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu", family: str = "auto"
+                         ) -> PipelineConfig:
+    """Pipeline config pointing at the tiny models (the reasoner of `family`: qwen2_5_vl, the default, or
+    qwen3_vl), building them first if needed (~tens of seconds once)."""
     from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
     from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 
     root = cache_root or default_cache_root()
-    reasoner = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root)), device=device)
+    chosen = "qwen2_5_vl" if family == "auto" else family
+    reasoner = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root, chosen)), device=device)
     return PipelineConfig(reasoner=reasoner, segmenter=ensure_tiny_sam2(root).segmenter_config(device=device))

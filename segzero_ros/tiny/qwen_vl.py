@@ -1,44 +1,39 @@
-"""A tiny Qwen2.5-VL built offline: the real tokenizer, processor and model classes, ~0.2 M parameters.
+"""Tiny Qwen2.5-VL and Qwen3-VL reasoners built offline: the real tokenizer, processor and model classes of each
+family, ~0.2 M parameters.
 
 Weights from random init never produce the Seg-Zero answer format, so the build briefly trains the model
 (teacher forcing on the real processor's chat-formatted inputs) to answer every image and command with
-one fixed, well-formed completion (`TINY_COMPLETION`). That lets tests and `--tiny` smoke runs exercise
-the whole path generate → parse → SAM2 with a predictable answer. The answer itself means nothing.
+one fixed, well-formed completion (its recipe's `completion`, in the family's coordinates: 840-frame pixels
+for Qwen2.5-VL, 0..1000 for Qwen3-VL). That lets tests and `--tiny` smoke runs exercise the whole path
+generate → parse → SAM2 with a predictable answer. The answer itself means nothing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segzero_ros.core.answer import parse_answer
+from segzero_ros.core.families import QWEN2_5_VL, QWEN3_VL, ModelFamily, answer_frame
 from segzero_ros.core.prompt import EXAMPLE_ANSWER, build_prompt
 from segzero_ros.files import build_folder_atomically
 from segzero_ros.tiny import TINY_WARNING, default_cache_root
 
-RECIPE_VERSION = "2"
-"""Bump whenever anything below changes what gets built; the cache folder name carries it."""
-
-TINY_QWEN_DIRNAME = f"tiny-qwen2_5_vl-r{RECIPE_VERSION}"
 RECIPE_MARKER = "segzero_tiny_recipe.json"
 """Written last by a build; a folder without it is not a finished tiny model."""
-
 TINY_THINK = "tiny model: fixed answer"
-TINY_FRAME_BOX = (200, 180, 640, 700)
-"""Box the tiny model always answers, in the 840×840 reasoning frame (x1, y1, x2, y2)."""
-TINY_FRAME_POINTS = ((380, 400), (460, 520))
-"""The two points it always answers, in the reasoning frame."""
-TINY_COMPLETION = (
-    f"<think>{TINY_THINK}</think><answer>"
-    '{"bbox": [%d,%d,%d,%d], "points_1": [%d,%d], "points_2": [%d,%d]}'
-    "</answer>" % (*TINY_FRAME_BOX, *TINY_FRAME_POINTS[0], *TINY_FRAME_POINTS[1])
-)
-"""What greedy decoding produces (special tokens skipped) for any image and command."""
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+def fixed_completion(box: tuple[int, int, int, int], points: tuple[tuple[int, int], tuple[int, int]]) -> str:
+    return (f"<think>{TINY_THINK}</think><answer>"
+            '{"bbox": [%d,%d,%d,%d], "points_1": [%d,%d], "points_2": [%d,%d]}'
+            "</answer>" % (*box, *points[0], *points[1]))
+
+DEFAULT_SYSTEM_PROMPT = str(QWEN2_5_VL.system_prompt)
 
 # Qwen2.5-VL's special tokens, in the released tokenizer's order (ids follow the BPE vocabulary here).
 QWEN_SPECIAL_TOKENS = (
@@ -81,11 +76,66 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-PATCH_SIZE = 14
-MERGE_SIZE = 2
-MIN_PIXELS = 56 * 56
-MAX_PIXELS = 112 * 112
-"""An 840×840 frame becomes 112×112 → 8×8 patches → 16 visual tokens (the real model: 900)."""
+# Qwen3-VL's rendering: the same turns, but no default system turn.
+QWEN3_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """One family's tiny reasoner: what it answers and how small its pictures are."""
+
+    family: ModelFamily
+    version: str
+    """Bump whenever anything changes what gets built; the cache folder name carries it."""
+    box: tuple[int, int, int, int]
+    """The box it always answers, in the family's coordinates (x1, y1, x2, y2)."""
+    points: tuple[tuple[int, int], tuple[int, int]]
+    chat_template: str
+    max_pixels: int
+    """Pixel budget of the processor: the frame is shrunk to it, so a few visual tokens per image."""
+
+    @property
+    def dirname(self) -> str:
+        return f"tiny-{self.family.name}-r{self.version}"
+
+    @property
+    def completion(self) -> str:
+        """What greedy decoding produces (special tokens skipped) for any image and command."""
+        return fixed_completion(self.box, self.points)
+
+    @property
+    def min_pixels(self) -> int:
+        return (2 * self.family.grid) ** 2
+
+
+QWEN2_5 = TinyRecipe(QWEN2_5_VL, "2", (200, 180, 640, 700), ((380, 400), (460, 520)), CHAT_TEMPLATE, 112 * 112)
+"""840×840 frame → 112×112 → 8×8 patches of 14 px → 16 visual tokens (the real model: 900)."""
+QWEN3 = TinyRecipe(QWEN3_VL, "1", (240, 215, 760, 830), ((450, 475), (550, 620)), QWEN3_CHAT_TEMPLATE, 128 * 128)
+"""832×832 frame → 128×128 → 8×8 patches of 16 px → 16 visual tokens (the real model: 676); answers 0..1000."""
+RECIPES: dict[str, TinyRecipe] = {QWEN2_5.family.name: QWEN2_5, QWEN3.family.name: QWEN3}
+
+RECIPE_VERSION = QWEN2_5.version
+TINY_QWEN_DIRNAME = QWEN2_5.dirname
+TINY_FRAME_BOX = QWEN2_5.box
+"""Box the tiny Qwen2.5-VL always answers, in the 840×840 reasoning frame (x1, y1, x2, y2)."""
+TINY_FRAME_POINTS = QWEN2_5.points
+TINY_COMPLETION = QWEN2_5.completion
+"""What the tiny Qwen2.5-VL's greedy decoding produces for any image and command."""
+PATCH_SIZE, MERGE_SIZE = QWEN2_5_VL.patch_size, QWEN2_5_VL.merge_size
 
 BPE_VOCAB_SIZE = 420
 TRAIN_MAX_STEPS = 400
@@ -105,25 +155,33 @@ _TRAIN_COMMANDS = (
 _CHECK_COMMANDS = ("the chair next to the table", "What can be used to keep rain off?")
 
 
-def ensure_tiny_qwen(cache_root: Path | None = None) -> Path:
-    """Folder with the tiny model, processor and tokenizer (loadable by `from_pretrained`); built if missing.
+def ensure_tiny_qwen(cache_root: Path | None = None, family: str = QWEN2_5.family.name) -> Path:
+    """Folder with the tiny model of `family`, its processor and tokenizer (loadable by `from_pretrained`);
+    built if missing.
 
     Builds into a private temporary folder and renames it into place, so concurrent callers never see a
     half-written model; when two build at once, the first rename wins and the other copy is discarded.
     """
+    recipe = tiny_recipe(family)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    target = root / TINY_QWEN_DIRNAME
+    target = root / recipe.dirname
     if not _is_finished(target):
-        build_folder_atomically(target, build_tiny_qwen, _is_finished)
+        build_folder_atomically(target, lambda folder: build_tiny_qwen(folder, recipe=recipe), _is_finished)
     return target
+
+
+def tiny_recipe(family: str) -> TinyRecipe:
+    if family not in RECIPES:
+        raise ValueError(f"there is no tiny {family} reasoner; tiny families: {', '.join(RECIPES)}")
+    return RECIPES[family]
 
 
 def _is_finished(folder: Path) -> bool:
     return (folder / RECIPE_MARKER).is_file()
 
 
-def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:
-    """Build, warm-start, verify and save the tiny model into output_dir (created if needed)."""
+def build_tiny_qwen(output_dir: Path, seed: int = 0, recipe: TinyRecipe = QWEN2_5) -> None:
+    """Build, warm-start, verify and save the tiny model of `recipe` into output_dir (created if needed)."""
     import torch
     import transformers
 
@@ -133,43 +191,52 @@ def build_tiny_qwen(output_dir: Path, seed: int = 0) -> None:
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    processor = prepare_processor_for_generation(build_tiny_processor(seed))
+    processor = prepare_processor_for_generation(build_tiny_processor(seed, recipe))
     tokenizer = processor.tokenizer
+    model_class = (hf.Qwen3VLForConditionalGeneration if recipe.family is QWEN3_VL
+                   else hf.Qwen2_5_VLForConditionalGeneration)
     with torch.random.fork_rng(devices=[]):  # seeded build that leaves the caller's random state alone
         torch.manual_seed(seed)
-        model = hf.Qwen2_5_VLForConditionalGeneration(tiny_qwen_config(tokenizer))
+        model = model_class(tiny_qwen_config(tokenizer, recipe))
         model.generation_config = hf.GenerationConfig(
             eos_token_id=[tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.convert_tokens_to_ids(PADDING)],
             pad_token_id=tokenizer.convert_tokens_to_ids(PADDING),
             do_sample=False,
         )
-        _warm_start(model, processor, seed)
-    _verify(model, processor, seed)
+        _warm_start(model, processor, seed, recipe)
+    _verify(model, processor, seed, recipe)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    recipe = {"recipe_version": RECIPE_VERSION, "seed": seed, "completion": TINY_COMPLETION, "warning": TINY_WARNING}
-    (output_dir / RECIPE_MARKER).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    marker = {"family": recipe.family.name, "recipe_version": recipe.version, "seed": seed,
+              "completion": recipe.completion, "warning": TINY_WARNING}
+    (output_dir / RECIPE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
-def build_tiny_processor(seed: int = 0) -> Any:
-    """Real Qwen2_5_VLProcessor around a freshly trained byte-level BPE and a small pixel budget."""
+def build_tiny_processor(seed: int = 0, recipe: TinyRecipe = QWEN2_5) -> Any:
+    """The family's real processor (Qwen2_5_VLProcessor / Qwen3VLProcessor, image processor of its patch size)
+    around a freshly trained byte-level BPE and a small pixel budget."""
     import transformers
 
     hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
 
-    tokenizer = build_tiny_tokenizer(seed)
-    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
-    image_processor = hf.Qwen2VLImageProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
-    video_processor = hf.Qwen2VLVideoProcessor(size=size, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE)
+    tokenizer = build_tiny_tokenizer(seed, recipe.chat_template)
+    grid = {"size": {"shortest_edge": recipe.min_pixels, "longest_edge": recipe.max_pixels},
+            "patch_size": recipe.family.patch_size, "merge_size": recipe.family.merge_size}
+    if recipe.family is QWEN3_VL:  # Qwen3-VL normalises to [-1, 1] (mean = std = 0.5)
+        half = [0.5, 0.5, 0.5]
+        return hf.Qwen3VLProcessor(
+            image_processor=hf.Qwen2VLImageProcessor(**grid, image_mean=half, image_std=half),
+            video_processor=hf.Qwen3VLVideoProcessor(**grid, image_mean=half, image_std=half),
+            tokenizer=tokenizer, chat_template=recipe.chat_template)
     return hf.Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        video_processor=video_processor,
+        image_processor=hf.Qwen2VLImageProcessor(**grid),
+        video_processor=hf.Qwen2VLVideoProcessor(**grid),
         tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=recipe.chat_template,
     )
 
 
-def build_tiny_tokenizer(seed: int = 0) -> Any:
+def build_tiny_tokenizer(seed: int = 0, chat_template: str = CHAT_TEMPLATE) -> Any:
     """Qwen2Tokenizer over a byte-level BPE trained on Seg-Zero prompts, answers and digits."""
     import transformers
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
@@ -207,7 +274,7 @@ def build_tiny_tokenizer(seed: int = 0) -> Any:
         extra_special_tokens=[t for t in QWEN_SPECIAL_TOKENS if t not in (END_OF_TURN, PADDING)],
         model_max_length=32768,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     ids = tokenizer.convert_tokens_to_ids(list(QWEN_SPECIAL_TOKENS))
     if ids != list(range(first_special, first_special + len(QWEN_SPECIAL_TOKENS))):
         raise RuntimeError(f"tiny tokenizer special token ids are not where the vocabulary put them: {ids}")
@@ -217,7 +284,8 @@ def build_tiny_tokenizer(seed: int = 0) -> Any:
 def _tokenizer_corpus(seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     corpus = [build_prompt(command) for command in (*_TRAIN_COMMANDS, *_CHECK_COMMANDS)]
-    corpus += [TINY_COMPLETION] * 4 + [EXAMPLE_ANSWER, DEFAULT_SYSTEM_PROMPT, "system user assistant"]
+    corpus += [recipe.completion for recipe in RECIPES.values()] * 4
+    corpus += [EXAMPLE_ANSWER, DEFAULT_SYSTEM_PROMPT, "system user assistant"]
     for _ in range(16):
         box = sorted(rng.integers(0, 840, 2).tolist()) + sorted(rng.integers(0, 840, 2).tolist())
         points = rng.integers(0, 840, 4).tolist()
@@ -229,8 +297,8 @@ def _tokenizer_corpus(seed: int) -> list[str]:
     return corpus
 
 
-def tiny_qwen_config(tokenizer: Any) -> Any:
-    """Qwen2.5-VL config at toy scale; every special token id comes from `tokenizer` itself."""
+def tiny_qwen_config(tokenizer: Any, recipe: TinyRecipe = QWEN2_5) -> Any:
+    """The family's config at toy scale; every special token id comes from `tokenizer` itself."""
     import transformers
 
     hf: Any = transformers  # transformers' partial annotations trip mypy --strict; use it untyped
@@ -245,6 +313,28 @@ def tiny_qwen_config(tokenizer: Any) -> Any:
     mrope_section = [4, 6, 6]  # temporal, height, width rotary slices (Qwen's 1:1.5:1.5); sum = head_dim / 2
     if sum(mrope_section) * 2 != head_dim:
         raise AssertionError("mrope_section must sum to head_dim / 2")
+    tokens = {"image_token_id": token_id("<|image_pad|>"), "video_token_id": token_id("<|video_pad|>"),
+              "vision_start_token_id": token_id("<|vision_start|>"), "vision_end_token_id": token_id("<|vision_end|>")}
+    if recipe.family is QWEN3_VL:
+        return hf.Qwen3VLConfig(
+            text_config={
+                "vocab_size": len(tokenizer), "hidden_size": text_hidden, "intermediate_size": 128,
+                "num_hidden_layers": 2, "num_attention_heads": text_heads, "num_key_value_heads": 2,
+                "head_dim": head_dim, "max_position_embeddings": 4096,
+                # interleaved multimodal rotary encoding, as the released checkpoints
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section,
+                                    "mrope_interleaved": True},
+                "eos_token_id": token_id(END_OF_TURN), "pad_token_id": token_id(PADDING),
+                "tie_word_embeddings": True,
+            },
+            vision_config={
+                "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                "patch_size": recipe.family.patch_size, "spatial_merge_size": recipe.family.merge_size,
+                "temporal_patch_size": 2, "out_hidden_size": text_hidden,
+                "num_position_embeddings": 64,  # a learned 8×8 position grid, interpolated to the image's
+                "deepstack_visual_indexes": [0],  # a layer whose features also feed the language model
+            },
+            tie_word_embeddings=True, **tokens)
     return hf.Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
@@ -272,11 +362,8 @@ def tiny_qwen_config(tokenizer: Any) -> Any:
             "out_hidden_size": text_hidden,
             "fullatt_block_indexes": [1],
         },
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
         tie_word_embeddings=True,
+        **tokens,
     )
 
 
@@ -290,19 +377,20 @@ def _sample_images(rng: np.random.Generator) -> list[np.ndarray]:
     return [noise, flat, gradient, small_noise]
 
 
-def _warm_start(model: Any, processor: Any, seed: int) -> None:
-    """Teacher-force TINY_COMPLETION after the chat-formatted Seg-Zero prompt until greedy would reproduce it."""
+def _warm_start(model: Any, processor: Any, seed: int, recipe: TinyRecipe) -> None:
+    """Teacher-force the recipe's completion after the chat-formatted Seg-Zero prompt until greedy would
+    reproduce it."""
     import torch
 
     from segzero_ros.reasoning.chat import render_chat_text, rgb_array_to_frame
 
     images = _sample_images(np.random.default_rng(seed))
     pairs = [(images[i % len(images)], command) for i, command in enumerate(_TRAIN_COMMANDS)]
-    target = TINY_COMPLETION + END_OF_TURN
+    target = recipe.completion + END_OF_TURN
     # Left padding (set by the build) puts every row's target at the end, where the labels slice it.
     batch = processor(
         text=[render_chat_text(processor, command) + target for _, command in pairs],
-        images=[rgb_array_to_frame(image) for image, _ in pairs],
+        images=[rgb_array_to_frame(image, recipe.family.frame_size) for image, _ in pairs],
         padding=True,
         return_tensors="pt",
     )
@@ -328,19 +416,20 @@ def _warm_start(model: Any, processor: Any, seed: int) -> None:
     model.eval()
 
 
-def _verify(model: Any, processor: Any, seed: int) -> None:
-    """Greedy generation on unseen commands and image sizes must give exactly TINY_COMPLETION."""
+def _verify(model: Any, processor: Any, seed: int, recipe: TinyRecipe) -> None:
+    """Greedy generation on unseen commands and image sizes must give exactly the recipe's completion."""
     import torch
 
     from segzero_ros.reasoning.transformers_backend import prepare_batch
 
     rng = np.random.default_rng(seed + 1)
     images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.integers(0, 256, (517, 333, 3), dtype=np.uint8)]
-    inputs = prepare_batch(processor, images, list(_CHECK_COMMANDS))
+    inputs = prepare_batch(processor, images, list(_CHECK_COMMANDS), frame_size=recipe.family.frame_size)
     with torch.inference_mode():
         sequences = model.generate(**inputs, do_sample=False, max_new_tokens=96, use_cache=True)
     texts = processor.tokenizer.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     for text, image in zip(texts, images, strict=True):
-        answer = parse_answer(text, (image.shape[1], image.shape[0]))  # raises AnswerParseError when malformed
-        if text != TINY_COMPLETION or answer.frame_box.as_list() != list(TINY_FRAME_BOX):
-            raise RuntimeError(f"tiny Qwen2.5-VL warm start failed: greedy output {text!r}")
+        # parse_answer raises AnswerParseError when malformed
+        answer = parse_answer(text, (image.shape[1], image.shape[0]), answer_frame(recipe.family).extent)
+        if text != recipe.completion or answer.frame_box.as_list() != list(recipe.box):
+            raise RuntimeError(f"tiny {recipe.family.name} warm start failed: greedy output {text!r}")
