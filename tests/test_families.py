@@ -31,7 +31,7 @@ RELATIVE = AnswerFrame("qwen3_vl", 832, RELATIVE_1000)
                                                   ("qwen3_vl", "qwen3_vl"), ("qwen3_vl_moe", "qwen3_vl_moe")])
 def test_family_from_the_checkpoints_model_type(model_type, name):
     assert family_of_model_type(model_type).name == name
-    with pytest.raises(ValueError, match="set reasoner.family"):
+    with pytest.raises(ValueError, match=r"set reasoner\.family"):
         family_of_model_type("llava")
 
 
@@ -52,7 +52,7 @@ def test_answer_frames_resolve_auto_from_the_family_and_keep_explicit_values():
     assert resolve_answer_frame(ReasonerConfig()).family == "qwen2_5_vl"  # a server: Seg-Zero's unless told
     told = resolve_answer_frame(ReasonerConfig(family="qwen3_vl", frame_size=1024), "qwen2_5_vl")
     assert told == AnswerFrame("qwen3_vl", 1024, RELATIVE_1000)
-    with pytest.raises(ValueError, match="reasoner.coordinates must be one of"):
+    with pytest.raises(ValueError, match=r"reasoner\.coordinates must be one of"):
         ReasonerConfig(coordinates="normalized")
 
 

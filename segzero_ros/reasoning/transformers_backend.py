@@ -100,7 +100,9 @@ class TransformersReasoner(BatchReasonerBase):
         self._processor: Any = prepare_processor_for_generation(processor)
         self._config = widen(config, TransformersReasonerConfig)
         self._eos_ids = _eos_token_ids(model, processor)
-        self.answer_frame = resolve_answer_frame(self._config, getattr(getattr(model, "config", None), "model_type", None))
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        self.answer_frame = resolve_answer_frame(self._config, model_type)
+        """The checkpoint's family (its config.model_type unless reasoner.family says), frame and coordinates."""
 
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
