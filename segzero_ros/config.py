@@ -26,6 +26,25 @@ GRAPH_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 _SEGMENTER_BACKEND = "Segmenter backend (sam2, onnxruntime, tensorrt, box or a plug-in's; see segzero_ros.registry)."
 
 
+def family_option() -> Any:
+    """The reasoner's model family (declared here once; the reasoner config and the GRPO recipe both read it)."""
+    return option(AUTO, "Model family: qwen2_5_vl (Seg-Zero-7B, VisionReasoner-7B), qwen3_vl or qwen3_vl_moe. "
+                        "auto = from the checkpoint's config.model_type; a server or recorded outputs cannot be seen, "
+                        "so auto means qwen2_5_vl there.", choices=(AUTO, *FAMILY_NAMES))
+
+
+def coordinates_option() -> Any:
+    return option(AUTO, "What the answers' numbers are: absolute = pixels of the reasoning frame (Qwen2/2.5-VL), "
+                        "relative_1000 = 0..1000 whatever the image size (Qwen3-VL); auto = the family's.",
+                  choices=(AUTO, *COORDINATES))
+
+
+def frame_size_option() -> Any:
+    return option(0, "Side of the square the image is resized to before the reasoner sees it; 0 = the family's "
+                     "(840 for Qwen2.5-VL, as Seg-Zero; 832 for Qwen3-VL: 840 on its 32-pixel grid). A checkpoint "
+                     "answers best in the frame it was trained on.", minimum=0, maximum=4096)
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     """A model section's config: validated where it is made, with messages naming the flat option."""
@@ -66,17 +85,9 @@ class ReasonerConfig(BackendConfig):
                                           "(Seg-Zero-7B); vision_reasoner = a list of objects, [] when none is in "
                                           "view (VisionReasoner-7B). Selects prompt, parser and segmentation.",
                                 choices=ANSWER_FORMAT_NAMES)
-    family: str = option(AUTO, "Model family: qwen2_5_vl (Seg-Zero-7B, VisionReasoner-7B), qwen3_vl or "
-                               "qwen3_vl_moe. auto = from the checkpoint's config.model_type (transformers); a "
-                               "server or recorded outputs cannot be seen, so auto means qwen2_5_vl there.",
-                         choices=(AUTO, *FAMILY_NAMES))
-    coordinates: str = option(AUTO, "What the answers' numbers are: absolute = pixels of the reasoning frame "
-                                    "(Qwen2/2.5-VL), relative_1000 = 0..1000 whatever the image size (Qwen3-VL); "
-                                    "auto = the family's.", choices=(AUTO, *COORDINATES))
-    frame_size: int = option(0, "Side of the square the image is resized to before the reasoner sees it; 0 = "
-                                "the family's (840 for Qwen2.5-VL, as Seg-Zero; 832 for Qwen3-VL: 840 on its "
-                                "32-pixel grid). A checkpoint answers best in the frame it was trained on.",
-                             minimum=0, maximum=4096)
+    family: str = family_option()
+    coordinates: str = coordinates_option()
+    frame_size: int = frame_size_option()
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,17 @@ def test_offline_without_hf_hub_offline_fails_fast_with_the_way_out(tmp_path, ph
     for expected in ("someone/some-vl-model", "127.0.0.1:9) cannot be reached", "HF_HUB_OFFLINE=1",
                      "`hf download someone/some-vl-model --local-dir DIR`"):
         assert expected in completed.stderr
+
+
+@pytest.mark.slow
+def test_tiny_qwen3_vl_through_the_cli(tmp_path, tiny_qwen3_dir, tiny_sam2, capsys):
+    from segzero_ros.core.answer import parse_answer
+    from segzero_ros.tiny.qwen_vl import QWEN3
+
+    image = REPO / "examples" / "kitchen.png"
+    assert main(["infer", "--tiny", "--reasoner.family", "qwen3_vl", "--image", str(image), "--command", "the knife",
+                 "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert result["raw_output"] == QWEN3.completion and result["reasoner"] == str(tiny_qwen3_dir)
+    assert result["box"] == parse_answer(QWEN3.completion, (640, 480), 1000).box.as_list()

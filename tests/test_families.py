@@ -139,3 +139,37 @@ def test_the_tiny_qwen3_vl_is_the_real_architecture_and_answers_in_relative_coor
     x1, y1, x2, y2 = QWEN3.box
     assert output.objects is not None and output.objects[0].box == Box(
         round(x1 * 1.28), round(y1 * 0.72), round(x2 * 1.28), round(y2 * 0.72))
+
+
+@pytest.mark.parametrize("format", [SEG_ZERO, VISION_REASONER])
+def test_a_right_relative_answer_earns_what_the_same_box_earns_in_absolute_pixels(format):
+    """GT and answer in Seg-Zero's 840-frame pixels vs the same objects in Qwen3-VL's 0..1000 coordinates (both
+    exact: multiples of 21 ↔ 25): every reward component is equal, and a wrong answer stays wrong in both."""
+    from segzero_ros.core.rewards import score_completion
+    from segzero_ros.core.solution import format_solution, object_solution, rescale_solution
+    from segzero_ros.core.vision_reasoner_rewards import score_objects
+
+    def answer(values, extent):
+        x1, y1, x2, y2, px, py, qx, qy = (v * extent // 840 for v in values)
+        if format == SEG_ZERO:
+            return (f'<think>the mug</think><answer>{{"bbox": [{x1},{y1},{x2},{y2}], "points_1": [{px},{py}], '
+                    f'"points_2": [{qx},{qy}]}}</answer>')
+        return f'<think>the mug</think><answer>[{{"bbox_2d": [{x1},{y1},{x2},{y2}], "point_2d": [{px},{py}]}}]</answer>'
+
+    truth = (210, 105, 630, 420, 315, 210, 420, 315)
+    solution = (format_solution(Box(*truth[:4]), (Point(*truth[4:6]), Point(*truth[6:]))) if format == SEG_ZERO
+                else object_solution([(truth[:4], truth[4:6])]))
+    relative = rescale_solution(solution, 840, 1000)
+    assert "250" in relative and "500" in relative  # 210 → 250, 420 → 500
+
+    def score(completion, gt, extent):
+        scored = score_completion(completion, gt, extent=extent) if format == SEG_ZERO else \
+            score_objects(completion, gt, extent)
+        return scored.to_dict()
+
+    close = (231, 126, 651, 441, 336, 231, 441, 336)   # 21 px off: within IoU, outside L1 (10 px)
+    near = (210, 105, 630, 420, 315, 210, 420, 315)
+    far = (0, 0, 105, 105, 42, 42, 63, 63)
+    for values in (near, close, far):
+        assert score(answer(values, 840), solution, 840) == score(answer(values, 1000), relative, 1000)
+    assert score(answer(near, 1000), relative, 1000)["total"] > score(answer(far, 1000), relative, 1000)["total"]

@@ -19,6 +19,7 @@ pytest.importorskip("fastapi")
 
 from segzero_ros.backends import build_pipeline, build_reasoner
 from segzero_ros.config import OpenAIReasonerConfig, PipelineConfig, TransformersReasonerConfig
+from segzero_ros.core.families import AnswerFrame
 from segzero_ros.core.progress import Progress
 from segzero_ros.core.result import ErrorKind
 from segzero_ros.errors import CanceledError, ModelLoadError, ReasonerTimeoutError
@@ -284,3 +285,23 @@ def test_cli_infer_with_a_served_reasoner(server, tmp_path, capsys) -> None:
     assert code == 0
     result = json.loads((tmp_path / "out" / "frame_result.json").read_text())
     assert result["ok"] and result["box"] == [152, 103, 488, 400] and result["reasoner"].endswith("r2")
+
+
+@pytest.mark.slow
+def test_a_served_qwen3_vl_answers_like_the_in_process_one(tiny_qwen3_dir, tmp_path) -> None:
+    """A real `transformers serve` of the tiny Qwen3-VL with reasoner.family qwen3_vl: the 832² frame, no system
+    turn, relative coordinates, and the same objects as the in-process backend."""
+    image = noise(720, 1280, 11)
+    messages = chat_messages(image, "the cup", frame=AnswerFrame("qwen3_vl", 832, "relative_1000"))
+    assert [message["role"] for message in messages] == ["user"]  # Qwen3-VL's template adds no system turn
+    local = build_reasoner(TransformersReasonerConfig(model=str(tiny_qwen3_dir), device="cpu", max_new_tokens=96))
+    with transformers_serve(tiny_qwen3_dir, tmp_path / "serve.log") as server:
+        remote = build_reasoner(OpenAIReasonerConfig(base_url=server.base_url, family="qwen3_vl", max_new_tokens=96))
+        try:
+            served, expected = remote.reason(image, "the cup"), local.reason(image, "the cup")
+        finally:
+            remote.close()
+            local.close()
+    assert remote.answer_frame == local.answer_frame and remote.answer_frame.extent == 1000
+    assert served.ok and served.objects == expected.objects and served.raw_output == expected.raw_output
+    assert served.prompt_tokens == expected.prompt_tokens

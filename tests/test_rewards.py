@@ -332,7 +332,7 @@ def test_soft_l1_is_one_minus_l1_over_the_frame():
     assert l1_of([100, 100, 199, 199], soft=True) == 1.0
     assert l1_of([2000, 2000, 3000, 3000], soft=True) == 0.0  # clamped
     text = completion([110, 110, 209, 209], [0, 0], [0, 0])
-    assert bbox_l1_reward(text, SOLUTION, soft=True, frame_size=1000) == pytest.approx(0.99)
+    assert bbox_l1_reward(text, SOLUTION, soft=True, extent=1000) == pytest.approx(0.99)
 
 
 def test_non_finite_boxes():

@@ -98,6 +98,45 @@ def test_cli_grpo_trains_logs_each_reward_and_saves_a_model_the_reasoner_loads(t
     assert output.raw_output and output.completion_tokens > 0
 
 
+def test_grpo_on_the_tiny_qwen3_vl_trains_in_its_relative_coordinates(tmp_path, tiny_qwen3_dir, capsys):
+    """family qwen3_vl: the tiny Qwen3-VL trained through the CLI on 840-frame data, converted on the way in to
+    its 832² frame and 0..1000 solutions; the saved model loads as a Qwen3-VL reasoner."""
+    from segzero_ros.cli import main
+    from segzero_ros.config import TransformersReasonerConfig
+    from segzero_ros.reasoning.transformers_backend import TransformersReasoner
+
+    out = tmp_path / "run"
+    code = main(["train", "grpo", "--config", str(CONFIGS / "grpo_tiny_cpu.yaml"), "--override", f"output_dir={out}",
+                 "family=qwen3_vl", "dataset=synthetic:2:0:96", "max_steps=1", "num_generations=2",
+                 "prompts_per_step=2", "per_device_batch_size=4"])
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "trained in the qwen3_vl, 832² frame, relative_1000 coordinates" in printed.err + printed.out
+    assert "step 1/1 | reward" in printed.out
+    reasoner = TransformersReasoner.from_config(TransformersReasonerConfig(model=str(out / "final"), device="cpu",
+                                                                           max_new_tokens=32))
+    try:
+        assert reasoner.answer_frame.family == "qwen3_vl" and reasoner.answer_frame.extent == 1000
+    finally:
+        reasoner.close()
+
+
+def test_training_rows_reach_trl_in_the_models_frame_and_coordinates(tmp_path):
+    from segzero_ros.core.families import QWEN3_VL, answer_frame
+    from segzero_ros.training.datasets import to_trl_dataset
+
+    sample = generate_samples(1, 4, 96)[0]
+    dataset = segzero_dataset_from_masks([sample], cache_dir=tmp_path / "rows")
+    assert dataset[0]["solution_extent"] == 840 and dataset[0]["image"].size == (840, 840)
+    row = to_trl_dataset(dataset, frame=answer_frame(QWEN3_VL))[0]
+    box, _ = parse_solution(row["solution"])
+    reference_box, _ = parse_solution(dataset[0]["solution"])
+    assert row["image"].size == (832, 832)
+    assert box.x1 == int(reference_box.x1 * 1000 / 840 + 0.5) and box.y2 == int(reference_box.y2 * 1000 / 840 + 0.5)
+    made = segzero_dataset_from_masks([sample], cache_dir=tmp_path / "rows3", frame=answer_frame(QWEN3_VL))
+    assert made[0]["solution_extent"] == 1000 and made[0]["image"].size == (832, 832)  # make-dataset --family
+
+
 def scripted_rollout(completions):
     """A TRL rollout_func that answers each group with the given completions, in order (a hand-made group)."""
 

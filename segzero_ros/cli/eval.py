@@ -79,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from segzero_ros.backends import build_pipeline
     from segzero_ros.data.loaders import detect_format, load_eval_dataset
     from segzero_ros.evaluation.merge import merge_results, missing_ids
-    from segzero_ros.evaluation.runner import Shard, ensure_run_file, evaluate, read_records
+    from segzero_ros.evaluation.runner import Shard, add_summary_info, ensure_run_file, evaluate, read_records
 
     if args.batch_size < 1:
         raise SegZeroError("--batch-size must be at least 1")
@@ -110,6 +110,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"segzero eval: shard {shard}: all samples already done", file=sys.stderr)
     else:
         pipeline = build_pipeline(config)
+        add_summary_info(out_dir, reasoner_frame=pipeline.reasoner.answer_frame.describe())
+        print(f"segzero eval: reasoner {pipeline.reasoner.name}: {pipeline.reasoner.answer_frame.describe()}",
+              file=sys.stderr)
         try:
             outcome = evaluate(pipeline, dataset, out_dir, shard=shard, batch_size=args.batch_size,
                                save_masks=not args.no_masks, progress_bar=not args.no_progress)

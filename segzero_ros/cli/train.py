@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segzero_ros.core.families import FAMILY_NAMES, answer_frame, family
 from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.errors import SegZeroError
 
@@ -51,8 +52,8 @@ def add_parser(subparsers: Any) -> None:
     make = commands.add_parser(
         "make-dataset",
         help="convert mask data (or synthetic shapes) to the refCOCOg_2k_840 training schema",
-        description="Write a save_to_disk dataset with columns id, problem, solution, image (840×840), "
-        "img_height, img_width.",
+        description="Write a save_to_disk dataset with columns id, problem, solution, image (840×840, or the "
+        "--family's frame), img_height, img_width, solution_extent.",
         epilog=MAKE_DATASET_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -64,6 +65,10 @@ def add_parser(subparsers: Any) -> None:
     make.add_argument("--answer-format", default=SEG_ZERO, choices=ANSWER_FORMAT_NAMES,
                       help="solution layout: seg_zero (one box + two points; samples with several or no objects "
                            "are skipped) or vision_reasoner (a JSON list, one box + point per GT object; [] kept)")
+    make.add_argument("--family", default="qwen2_5_vl", choices=FAMILY_NAMES,
+                      help="the reasoner family the data is for: images in its frame, solutions in its coordinates "
+                           "(qwen2_5_vl: 840² and 840-frame pixels, the reference schema; qwen3_vl: 832² and 0..1000); "
+                           "training converts any schema dataset to the model's own on the way in anyway")
     make.add_argument(
         "--resample", default="area", choices=("area", "bilinear"),
         help="840² resize: area (reference data prep, default) or bilinear (what inference does)",
@@ -108,7 +113,7 @@ def run_make_dataset(args: argparse.Namespace) -> int:
         try:
             dataset = load_training_dataset(
                 args.source, args.format, split=args.split, max_samples=args.limit, resample=args.resample,
-                cache_dir=staging, answer_format=args.answer_format,
+                cache_dir=staging, answer_format=args.answer_format, frame=answer_frame(family(args.family)),
             )
         except ValueError as exc:
             raise SegZeroError(str(exc)) from exc

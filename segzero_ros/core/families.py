@@ -116,5 +116,18 @@ def answer_frame(model_family: ModelFamily, coordinates: str = AUTO, frame_size:
                        model_family.coordinates if coordinates == AUTO else coordinates)
 
 
+def resolve_frame(family_name: str = AUTO, coordinates: str = AUTO, frame_size: int = 0,
+                  model_type: str | None = None) -> AnswerFrame:
+    """The frame of a reasoner configured with these option values: the named family, or the checkpoint's
+    `model_type` (None when the backend cannot see its checkpoint: Seg-Zero's family)."""
+    if family_name != AUTO:
+        chosen = family(family_name)
+    elif model_type is not None:
+        chosen = family_of_model_type(model_type)
+    else:
+        chosen = DEFAULT_FAMILY
+    return answer_frame(chosen, coordinates, frame_size)
+
+
 SEG_ZERO_FRAME = answer_frame(QWEN2_5_VL)
 """The reference system's: Qwen2.5-VL, 840×840, absolute pixels."""

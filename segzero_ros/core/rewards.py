@@ -35,8 +35,14 @@ Where ours differs from the reference, it is only on pathological input, never o
 * A non-string completion or solution scores 0 instead of raising.
 
 Soft variants (paper ablation; off by default): ``soft=True`` makes :func:`bbox_iou_reward` return the IoU
-itself and :func:`bbox_l1_reward` return ``1 - L1 / frame_size`` (``frame_size`` is the longest image side,
-840 in the reasoning frame), both clamped to [0, 1], NaN counting 0. The other three rewards have no soft form.
+itself and :func:`bbox_l1_reward` return ``1 - L1 / extent``, both clamped to [0, 1], NaN counting 0. The other
+three rewards have no soft form.
+
+Coordinates other than Seg-Zero's: completion and solution are read in the reasoner's answer coordinates,
+spanning ``extent`` (840 for the reference's 840-frame pixels, 1000 for Qwen3-VL's relative coordinates; see
+:mod:`segzero_ros.core.families`). The pixel thresholds (10, 100) are the reference's in its 840 frame and are
+scaled by ``extent / 840``, so a right answer earns the same reward in either convention; with ``extent`` 840
+every rule above is the reference's, bit for bit.
 """
 
 from __future__ import annotations
@@ -119,19 +125,20 @@ def bbox_iou_reward(completion: str, solution: str, *, soft: bool = False) -> fl
 
 
 def bbox_l1_reward(
-    completion: str, solution: str, *, soft: bool = False, frame_size: int = REASONING_FRAME_SIZE
+    completion: str, solution: str, *, soft: bool = False, extent: int = REASONING_FRAME_SIZE
 ) -> float:
-    """1.0 when the mean corner distance to the GT box is < 10 px; with ``soft``, ``1 - L1/frame_size``."""
-    return _bbox_l1(_answer_object(completion), solution, soft, frame_size)
+    """1.0 when the mean corner distance to the GT box is < 10 px (840 frame); with ``soft``, ``1 - L1/extent``."""
+    return _bbox_l1(_answer_object(completion), solution, soft, extent)
 
 
-def point_reward(completion: str, solution: str) -> float:
-    """1.0 when both points lie in the predicted box and are < 100 px (mean, best pairing) from the GT's."""
-    return _point(_answer_object(completion), solution)
+def point_reward(completion: str, solution: str, *, extent: int = REASONING_FRAME_SIZE) -> float:
+    """1.0 when both points lie in the predicted box and are < 100 px (mean, best pairing; 840 frame) from the
+    GT's."""
+    return _point(_answer_object(completion), solution, extent)
 
 
 def score_completion(
-    completion: str, solution: str, *, soft: bool = False, frame_size: int = REASONING_FRAME_SIZE
+    completion: str, solution: str, *, soft: bool = False, extent: int = REASONING_FRAME_SIZE
 ) -> RewardBreakdown:
     """All five rewards at once, decoding the answer object only once."""
     answer = _answer_object(completion)
@@ -139,16 +146,21 @@ def score_completion(
         thinking_format=thinking_format_reward(completion),
         segmentation_format=_segmentation_format(answer),
         bbox_iou=_bbox_iou(answer, solution, soft),
-        bbox_l1=_bbox_l1(answer, solution, soft, frame_size),
-        point=_point(answer, solution),
+        bbox_l1=_bbox_l1(answer, solution, soft, extent),
+        point=_point(answer, solution, extent),
     )
 
 
 def seg_zero_reward(
-    completion: str, solution: str, *, soft: bool = False, frame_size: int = REASONING_FRAME_SIZE
+    completion: str, solution: str, *, soft: bool = False, extent: int = REASONING_FRAME_SIZE
 ) -> float:
     """The reference's total reward: the plain sum of the five components, 0..5."""
-    return score_completion(completion, solution, soft=soft, frame_size=frame_size).total
+    return score_completion(completion, solution, soft=soft, extent=extent).total
+
+
+def scaled_threshold(threshold: float, extent: int) -> float:
+    """A threshold of the reference's 840-frame pixels in coordinates spanning `extent` (itself at 840)."""
+    return threshold if extent == REASONING_FRAME_SIZE else threshold * extent / REASONING_FRAME_SIZE
 
 
 def group_advantages(rewards: Sequence[float]) -> list[float]:
@@ -280,14 +292,14 @@ def _mean_corner_distance(predicted: Any, truth: Box) -> float:
     return result
 
 
-def _bbox_l1(answer: dict[str, Any] | None, solution: str, soft: bool, frame_size: int) -> float:
+def _bbox_l1(answer: dict[str, Any] | None, solution: str, soft: bool, extent: int) -> float:
     truth = find_solution_box(solution)
     if truth is None:
         return 0.0
     try:
         distance = _mean_corner_distance(_predicted_box(answer), truth)
-        strict = distance < BOX_L1_THRESHOLD
-        soft_value = 1.0 - distance / frame_size if soft else 0.0
+        strict = distance < scaled_threshold(BOX_L1_THRESHOLD, extent)
+        soft_value = 1.0 - distance / extent if soft else 0.0
     except Exception:
         return 0.0
     if soft:
@@ -309,7 +321,7 @@ def _best_pairing_distance(predicted: tuple[Point, Point], truth: tuple[Point, P
     return min(straight, crossed) / 2
 
 
-def _point(answer: dict[str, Any] | None, solution: str) -> float:
+def _point(answer: dict[str, Any] | None, solution: str, extent: int = REASONING_FRAME_SIZE) -> float:
     truth = find_solution_points(solution)
     if truth is None or answer is None:
         return 0.0
@@ -320,7 +332,7 @@ def _point(answer: dict[str, Any] | None, solution: str) -> float:
         second = Point(_reference_int(raw_second[0]), _reference_int(raw_second[1]))
         if not (_inside(first, box) and _inside(second, box)):
             return 0.0
-        close = _best_pairing_distance((first, second), truth) < POINT_DISTANCE_THRESHOLD
+        close = _best_pairing_distance((first, second), truth) < scaled_threshold(POINT_DISTANCE_THRESHOLD, extent)
     except Exception:
         return 0.0
     return 1.0 if close else 0.0

@@ -90,6 +90,25 @@ def _short(text: object, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
+def rescale_solution(text: str, from_extent: int, to_extent: int) -> str:
+    """A solution (Seg-Zero's ``<box>…<points>…`` or VisionReasoner's JSON list) from coordinates spanning
+    `from_extent` to coordinates spanning `to_extent` (e.g. the 840 frame's pixels → Qwen3-VL's 0..1000), each
+    value rounded half up as the reference data preparation rounds. Unchanged when the extents are equal."""
+    if from_extent == to_extent:
+        return text
+    factor = to_extent / from_extent
+
+    def scaled(values: Sequence[int]) -> list[int]:
+        return [int(int(value) * factor + 0.5) for value in values]
+
+    if text.lstrip().startswith("["):
+        return object_solution([(scaled(item["bbox_2d"]), scaled(item["point_2d"])) for item in json.loads(text)])
+    box, points = parse_solution(text)
+    x1, y1, x2, y2 = scaled(box.as_list())
+    p1, p2 = scaled(points[0].as_list()), scaled(points[1].as_list())
+    return format_solution(Box(x1, y1, x2, y2), (Point(*p1), Point(*p2)))
+
+
 def object_solution(objects: Sequence[tuple[Sequence[int], Sequence[int]]]) -> str:
     """The GT ``solution`` of a VisionReasoner sample: ``[{"bbox_2d": [x1,y1,x2,y2], "point_2d": [x,y]}, …]`` in
     840-frame integers, the JSON list its accuracy reward decodes (``[]`` for a sample without a target)."""

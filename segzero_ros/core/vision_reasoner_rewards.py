@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.core.rewards import _parse_json_int, thinking_format_reward
+from segzero_ros.core.geometry import REASONING_FRAME_SIZE
+from segzero_ros.core.rewards import _parse_json_int, scaled_threshold, thinking_format_reward
 
 MAX_MATCHED_OBJECTS = 120
 """Both lists are cut to this many objects before matching, as in the reference."""
@@ -137,8 +138,9 @@ def non_repeat_reward(completion: str) -> float:
     return 1.0
 
 
-def accuracy_reward(completion: str, solution: str) -> float:
-    """Hungarian-matched box IoU + box L1 + point hits over the longer list (0..3)."""
+def accuracy_reward(completion: str, solution: str, extent: int = REASONING_FRAME_SIZE) -> float:
+    """Hungarian-matched box IoU + box L1 + point hits over the longer list (0..3); pixel thresholds in the
+    reference's 840 frame, scaled to coordinates spanning `extent` (1000: Qwen3-VL's relative ones)."""
     try:
         truth = json.loads(solution, parse_int=_parse_json_int)
         truth_boxes = [item["bbox_2d"] for item in truth]
@@ -150,30 +152,30 @@ def accuracy_reward(completion: str, solution: str) -> float:
         boxes = [item["bbox_2d"] for item in predicted][:MAX_MATCHED_OBJECTS]
         points = [item["point_2d"] for item in predicted][:MAX_MATCHED_OBJECTS]
         return _matched_score(np.array(boxes), np.array(points), np.array(truth_boxes[:MAX_MATCHED_OBJECTS]),
-                              np.array(truth_points[:MAX_MATCHED_OBJECTS]))
+                              np.array(truth_points[:MAX_MATCHED_OBJECTS]), extent)
     except Exception:
         return 0.0
 
 
-def score_objects(completion: str, solution: str) -> ObjectRewards:
+def score_objects(completion: str, solution: str, extent: int = REASONING_FRAME_SIZE) -> ObjectRewards:
     return ObjectRewards(
         thinking_format=thinking_format_reward(completion),
         object_format=object_format_reward(completion),
-        accuracy=accuracy_reward(completion, solution),
+        accuracy=accuracy_reward(completion, solution, extent),
         non_repeat=non_repeat_reward(completion),
     )
 
 
-def vision_reasoner_reward(completion: str, solution: str) -> float:
+def vision_reasoner_reward(completion: str, solution: str, extent: int = REASONING_FRAME_SIZE) -> float:
     """The reference's total: format + accuracy + non-repeat, 0..7."""
-    return score_objects(completion, solution).total
+    return score_objects(completion, solution, extent).total
 
 
 # --- the matching --------------------------------------------------------------------------------------------
 
 
-def _matched_score(boxes: np.ndarray, points: np.ndarray, truth_boxes: np.ndarray, truth_points: np.ndarray
-                   ) -> float:
+def _matched_score(boxes: np.ndarray, points: np.ndarray, truth_boxes: np.ndarray, truth_points: np.ndarray,
+                   extent: int = REASONING_FRAME_SIZE) -> float:
     for array, width in ((boxes, 4), (points, 2), (truth_boxes, 4), (truth_points, 2)):
         if array.ndim != 2 or array.shape[1] != width or array.shape[0] == 0:
             return 0.0
@@ -181,9 +183,10 @@ def _matched_score(boxes: np.ndarray, points: np.ndarray, truth_boxes: np.ndarra
         return 0.0
     with np.errstate(all="ignore"):  # 0/0 IoU of degenerate boxes is NaN, which counts as no hit
         hits = (_pairwise_iou(boxes, truth_boxes) > IOU_THRESHOLD).astype(float)
-        hits += (_pairwise_l1(boxes, truth_boxes) < BOX_L1_THRESHOLD).astype(float)
+        hits += (_pairwise_l1(boxes, truth_boxes) < scaled_threshold(BOX_L1_THRESHOLD, extent)).astype(float)
         inside = _inside_own_box(points, boxes)
-        hits += ((_pairwise_distance(points, truth_points) < POINT_DISTANCE_THRESHOLD) & inside[:, None]).astype(float)
+        near = _pairwise_distance(points, truth_points) < scaled_threshold(POINT_DISTANCE_THRESHOLD, extent)
+        hits += (near & inside[:, None]).astype(float)
     cost = 3.0 - hits
     from scipy.optimize import linear_sum_assignment
 

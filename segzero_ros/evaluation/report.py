@@ -66,7 +66,8 @@ def render_markdown(summary: dict[str, Any], worst_list: Sequence[dict[str, Any]
                     has_overlays: bool = True) -> str:
     run = summary.get("run") or {}
     lines = ["# Segmentation evaluation", ""]
-    for label, key in (("Dataset", "dataset"), ("Reasoner", "reasoner"), ("Segmenter", "segmenter")):
+    for label, key in (("Dataset", "dataset"), ("Reasoner", "reasoner"), ("Reasoner frame", "reasoner_frame"),
+                       ("Segmenter", "segmenter")):
         if run.get(key):
             lines.append(f"- {label}: `{run[key]}`")
     if not summary.get("complete", True):

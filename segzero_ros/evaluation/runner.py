@@ -120,6 +120,13 @@ def ensure_run_file(out_dir: Path, identity: Mapping[str, Any], details: Mapping
     write_json_atomic(path, {"identity": identity, **details})
 
 
+def add_summary_info(out_dir: Path, **values: str) -> None:
+    """Facts learnt once the models are loaded (e.g. the reasoner's family and coordinates) for the report."""
+    run = read_run_file(out_dir) or {}
+    run["summary_info"] = {**run.get("summary_info", {}), **values}
+    write_json_atomic(out_dir / RUN_FILE, run)
+
+
 def read_run_file(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / RUN_FILE
     if not path.is_file():

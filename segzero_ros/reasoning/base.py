@@ -11,15 +11,7 @@ import numpy as np
 
 from segzero_ros.config import ReasonerConfig
 from segzero_ros.core.answer import AnswerParseError, extract_reasoning
-from segzero_ros.core.families import (
-    AUTO,
-    DEFAULT_FAMILY,
-    SEG_ZERO_FRAME,
-    AnswerFrame,
-    answer_frame,
-    family,
-    family_of_model_type,
-)
+from segzero_ros.core.families import SEG_ZERO_FRAME, AnswerFrame, resolve_frame
 from segzero_ros.core.formats import SEG_ZERO, AnswerFormat, answer_format
 from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.core.progress import Progress
@@ -81,13 +73,7 @@ def output_from_text(
 def resolve_answer_frame(config: ReasonerConfig, model_type: str | None = None) -> AnswerFrame:
     """The reasoner's frame and coordinates: the configured family, or the checkpoint's `model_type` (None when
     the backend cannot see its checkpoint: Seg-Zero's family), with coordinates and frame size unless set."""
-    if config.family != AUTO:
-        chosen = family(config.family)
-    elif model_type is not None:
-        chosen = family_of_model_type(model_type)
-    else:
-        chosen = DEFAULT_FAMILY
-    return answer_frame(chosen, config.coordinates, config.frame_size)
+    return resolve_frame(config.family, config.coordinates, config.frame_size, model_type)
 
 
 @runtime_checkable
@@ -97,6 +83,11 @@ class Reasoner(Protocol):
     @property
     def name(self) -> str:
         """Model identifier, reported with every result."""
+        ...
+
+    @property
+    def answer_frame(self) -> AnswerFrame:
+        """The frame the image is resized to and the coordinates the model answers in (its family's)."""
         ...
 
     def reason(self, image: np.ndarray, command: str) -> ReasonerOutput: ...
@@ -118,6 +109,9 @@ class Reasoner(Protocol):
 class BatchReasonerBase:
     """Gives backends `reason` for free on top of their `reason_batch`, and a `reason_stream` that hands the
     whole output over as one chunk (backends that generate token by token override it)."""
+
+    answer_frame: AnswerFrame = SEG_ZERO_FRAME
+    """Seg-Zero's unless the backend resolves its own (`resolve_answer_frame`)."""
 
     def reason(self, image: np.ndarray, command: str) -> ReasonerOutput:
         return self.reason_batch([image], [command])[0]

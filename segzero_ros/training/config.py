@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from segzero_ros.config import DTYPES
+from segzero_ros.config import DTYPES, coordinates_option, family_option, frame_size_option
 from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.options import check_options, option, options_of
 from segzero_ros.training.datasets import DATASET_FORMATS, RESAMPLING
@@ -40,8 +40,9 @@ class GRPOTrainingConfig:
     `--print-config` all read this table; a bad value fails here, before anything is loaded."""
 
     # --- what to train, on what, where to write -----------------------------------------------------------
-    model: str = option("Qwen/Qwen2.5-VL-7B-Instruct", "Hub id or local folder of the base Qwen2.5-VL (or a "
-                                                       "previous checkpoint); \"tiny\" for the offline toy.")
+    model: str = option("Qwen/Qwen2.5-VL-7B-Instruct", "Hub id or local folder of the base Qwen2.5-VL or Qwen3-VL "
+                                                       "(or a previous checkpoint); \"tiny\" for the offline toy "
+                                                       "of `family` (Qwen2.5-VL unless family says qwen3_vl).")
     dataset: str = option("Ricky06662/refCOCOg_2k_840", "Schema folder/parquet/hub id, a mask dataset (folder "
                                                         "format, ReasonSeg, HF masks) or synthetic[:N[:SEED]].")
     dataset_format: str = option("auto", "auto, segzero (refCOCOg_2k_840 schema), masks (converted on the way "
@@ -56,6 +57,9 @@ class GRPOTrainingConfig:
                                           "are kept).", choices=ANSWER_FORMAT_NAMES)
     output_dir: str = option("runs/segzero-grpo", "Trainer checkpoints land here; the final model (with its "
                                                   "processor) in OUTPUT_DIR/final.")
+    family: str = family_option()
+    coordinates: str = coordinates_option()
+    frame_size: int = frame_size_option()
 
     # --- the reference GRPO recipe ------------------------------------------------------------------------
     num_generations: int = option(8, "Rollouts per prompt (the paper's best runs used 16); GRPO compares "

@@ -12,6 +12,11 @@ The schema (one row per referring expression):
 ``img_width``  int, the ORIGINAL image width
 =============  ===========================================================================================
 
+Beyond the reference schema, rows made here carry ``solution_extent`` (int): what the solution's coordinates
+span, 840 for the reference's frame pixels, 1000 for Qwen3-VL's relative coordinates (`make-dataset --family`);
+a dataset without the column is the reference's (840). Training converts images and solutions to the model's
+own frame and coordinates as rows are read (:func:`to_trl_dataset`), so any schema dataset trains any family.
+
 Sources: a ``save_to_disk`` folder (Dataset or DatasetDict), parquet files (a file or a downloaded hub
 snapshot), a hub id resolved through the local cache, or any mask dataset (image + bool mask + expression:
 the folder format, ReasonSeg, an HF mask dataset, the synthetic generator) converted on the way in with the
@@ -33,9 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from segzero_ros.core.families import SEG_ZERO_FRAME, AnswerFrame
 from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.formats import answer_format as answer_format_spec
 from segzero_ros.core.geometry import REASONING_FRAME_SIZE, resize_to_reasoning_frame
+from segzero_ros.core.solution import rescale_solution
 from segzero_ros.data.dataset import DatasetFormatError
 from segzero_ros.data.folder import MaskedSample
 from segzero_ros.data.hf import open_hf_dataset
@@ -76,8 +83,10 @@ def resize_frame(image: np.ndarray, resample: str = "area", frame_size: int = RE
     return Image.fromarray(cv2.resize(array, (frame_size, frame_size), interpolation=cv2.INTER_AREA), mode="RGB")
 
 
-def segzero_record(sample: MaskedSample, resample: str = "area", answer_format: str = SEG_ZERO) -> dict[str, Any]:
-    """One schema row for a mask sample: targets from the full-resolution mask(s), the image squashed to 840².
+def segzero_record(sample: MaskedSample, resample: str = "area", answer_format: str = SEG_ZERO,
+                   frame: AnswerFrame = SEG_ZERO_FRAME) -> dict[str, Any]:
+    """One schema row for a mask sample: targets from the full-resolution mask(s) in the frame's coordinates,
+    the image squashed to the frame (Seg-Zero: 840², pixels).
 
     seg_zero: the one mask's box + two points; raises EmptyMaskError for a mask without foreground (nothing to
     train on) and MultipleObjectsError for a sample with several GT objects (Seg-Zero answers one).
@@ -98,17 +107,18 @@ def segzero_record(sample: MaskedSample, resample: str = "area", answer_format: 
     if answer_format == SEG_ZERO:
         if len(objects) > 1:
             raise MultipleObjectsError(f"sample {sample.id!r} has {len(objects)} GT objects")
-        solution = frame_targets(mask).solution()
+        solution = frame_targets(mask, frame.extent).solution()
     else:
         answer_format_spec(answer_format)
-        solution = object_list_solution(objects)
+        solution = object_list_solution(objects, frame.extent)
     return {
         "id": str(sample.id),
         "problem": str(sample.text),
         "solution": solution,
-        "image": resize_frame(image, resample),
+        "image": resize_frame(image, resample, frame.frame_size),
         "img_height": int(image.shape[0]),
         "img_width": int(image.shape[1]),
+        "solution_extent": frame.extent,
     }
 
 
@@ -124,6 +134,7 @@ def segzero_features() -> Any:
             "image": datasets.Image(),
             "img_height": datasets.Value("int64"),
             "img_width": datasets.Value("int64"),
+            "solution_extent": datasets.Value("int64"),
         }
     )
 
@@ -132,10 +143,11 @@ class MultipleObjectsError(ValueError):
     """A sample with several GT objects cannot be a Seg-Zero (one object) training row."""
 
 
-def _records(samples: Iterable[MaskedSample], resample: str, answer_format: str) -> Iterator[dict[str, Any]]:
+def _records(samples: Iterable[MaskedSample], resample: str, answer_format: str,
+             frame: AnswerFrame = SEG_ZERO_FRAME) -> Iterator[dict[str, Any]]:
     for sample in samples:
         try:
-            yield segzero_record(sample, resample, answer_format)
+            yield segzero_record(sample, resample, answer_format, frame)
         except EmptyMaskError:
             _LOG.warning("skipping sample %r: its mask is empty", sample.id)
         except MultipleObjectsError as exc:
@@ -145,7 +157,7 @@ def _records(samples: Iterable[MaskedSample], resample: str, answer_format: str)
 
 def segzero_dataset_from_masks(
     samples: Iterable[MaskedSample], resample: str = "area", cache_dir: Path | None = None,
-    answer_format: str = SEG_ZERO,
+    answer_format: str = SEG_ZERO, frame: AnswerFrame = SEG_ZERO_FRAME,
 ) -> Any:
     """Convert mask samples to a ``datasets.Dataset`` in the schema; samples with an empty mask are skipped.
 
@@ -167,7 +179,8 @@ def segzero_dataset_from_masks(
             _records,
             features=segzero_features(),
             cache_dir=str(unique),
-            gen_kwargs={"samples": samples, "resample": resample, "answer_format": answer_format},
+            gen_kwargs={"samples": samples, "resample": resample, "answer_format": answer_format,
+                        "frame": frame},
             fingerprint=uuid.uuid4().hex,
         )
     except ValueError as exc:
@@ -210,9 +223,10 @@ def load_training_dataset(
     resample: str = "area",
     cache_dir: Path | None = None,
     answer_format: str = SEG_ZERO,
+    frame: AnswerFrame = SEG_ZERO_FRAME,
 ) -> Any:
     """Any supported source → a ``datasets.Dataset`` in the refCOCOg_2k_840 schema, its ``solution`` in the
-    answer format's layout.
+    answer format's layout (mask data converted in `frame`'s size and coordinates).
 
     ``format``: ``segzero`` (already in the schema), ``masks`` (image + mask + expression, converted here),
     ``synthetic`` (``synthetic[:COUNT[:SEED[:SIZE]]]``) or ``auto`` (decided from the source). Mask data
@@ -229,9 +243,10 @@ def load_training_dataset(
         if max_samples is not None:
             count = min(count, max_samples)
         return segzero_dataset_from_masks(synthetic_samples(count, seed, size, answer_format), resample, cache_dir,
-                                          answer_format)
+                                          answer_format, frame)
     if format == "masks" or (format == "auto" and _looks_like_mask_folder(Path(text))):
-        return _masks_to_segzero(text, split, max_samples, resample, cache_dir, answer_format=answer_format)
+        return _masks_to_segzero(text, split, max_samples, resample, cache_dir, answer_format=answer_format,
+                                 frame=frame)
     dataset = open_hf_dataset(text, split, any_single_split=True).dataset
     columns = set(dataset.column_names)
     if format == "auto" and not {"problem", "solution"} <= columns:
@@ -239,7 +254,7 @@ def load_training_dataset(
 
         if columns & set(MASK_COLUMNS):
             return _masks_to_segzero(text, split, max_samples, resample, cache_dir, answer_format=answer_format,
-                                     opened=dataset)
+                                     opened=dataset, frame=frame)
     check_segzero_schema(dataset, text)
     if max_samples is not None and max_samples < len(dataset):
         dataset = dataset.select(range(max_samples))
@@ -280,11 +295,12 @@ def _masks_to_segzero(
     *,
     answer_format: str,
     opened: Any = None,
+    frame: AnswerFrame = SEG_ZERO_FRAME,
 ) -> Any:
     from segzero_ros.data import load_eval_dataset, wrap_hf_dataset
 
     masks = wrap_hf_dataset(opened, source) if opened is not None else load_eval_dataset(source, split=split)
-    return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir, answer_format)
+    return segzero_dataset_from_masks(masks.head(max_samples), resample, cache_dir, answer_format, frame)
 
 
 def save_segzero_dataset(dataset: Any, output_dir: Path, split: str = "train") -> Path:
@@ -300,32 +316,38 @@ def save_segzero_dataset(dataset: Any, output_dir: Path, split: str = "train") -
 # --- schema rows → TRL ------------------------------------------------------------------------------------
 
 
-def as_reasoning_frame(image: Any) -> Any:
-    """A PIL image as the reasoner sees it: 840² RGB (left alone when it already is, as in the schema)."""
+def as_reasoning_frame(image: Any, frame_size: int = REASONING_FRAME_SIZE) -> Any:
+    """A PIL image as the reasoner sees it: frame_size² RGB (left alone when it already is, as in the schema)."""
     from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     if not isinstance(image, Image.Image):
         raise DatasetFormatError(f"expected an image, got {type(image).__name__}")
-    if image.mode == "RGB" and image.size == (REASONING_FRAME_SIZE, REASONING_FRAME_SIZE):
+    if image.mode == "RGB" and image.size == (frame_size, frame_size):
         return image
-    return resize_to_reasoning_frame(image)
+    return resize_to_reasoning_frame(image, frame_size)
 
 
-def _to_trl_batch(batch: dict[str, list[Any]], answer_format: str = SEG_ZERO) -> dict[str, list[Any]]:
+def _to_trl_batch(batch: dict[str, list[Any]], answer_format: str = SEG_ZERO,
+                  frame: AnswerFrame = SEG_ZERO_FRAME) -> dict[str, list[Any]]:
     converted = dict(batch)
     converted["prompt"] = [trl_prompt(command, answer_format) for command in batch["problem"]]
-    converted["image"] = [as_reasoning_frame(image) for image in batch["image"]]
+    converted["image"] = [as_reasoning_frame(image, frame.frame_size) for image in batch["image"]]
+    extents = batch.get("solution_extent") or [REASONING_FRAME_SIZE] * len(batch["solution"])
+    converted["solution"] = [rescale_solution(solution, int(extent), frame.extent)
+                             for solution, extent in zip(batch["solution"], extents, strict=True)]
     return converted
 
 
-def to_trl_dataset(dataset: Any, answer_format: str = SEG_ZERO) -> Any:
+def to_trl_dataset(dataset: Any, answer_format: str = SEG_ZERO, frame: AnswerFrame = SEG_ZERO_FRAME) -> Any:
     """Schema dataset → GRPOTrainer's conversational VLM format, lazily (rows convert as they are read).
 
-    Each row gains ``prompt`` (see :func:`trl_prompt`) and its ``image`` is guaranteed 840×840 RGB; ``solution``
-    and the other columns pass through, so the reward functions receive ``solution`` as a keyword list.
+    Each row gains ``prompt`` (see :func:`trl_prompt`); its ``image`` becomes the model's frame (Seg-Zero: 840²
+    RGB) and its ``solution`` the model's coordinates (from ``solution_extent``, 840 when the dataset has no such
+    column, to the frame's extent); the other columns pass through, so the reward functions receive
+    ``solution`` as a keyword list.
     """
     check_segzero_schema(dataset, "training dataset")
     answer_format_spec(answer_format)
-    return dataset.with_transform(functools.partial(_to_trl_batch, answer_format=answer_format))
+    return dataset.with_transform(functools.partial(_to_trl_batch, answer_format=answer_format, frame=frame))

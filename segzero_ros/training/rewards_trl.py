@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from segzero_ros.core.formats import SEG_ZERO, VISION_REASONER, answer_format
+from segzero_ros.core.geometry import REASONING_FRAME_SIZE
 from segzero_ros.core.rewards import (
     bbox_iou_reward,
     bbox_l1_reward,
@@ -82,16 +83,18 @@ def bbox_iou(completions: Sequence[Any], solution: Sequence[str] | None = None, 
     return [bbox_iou_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
 
 
-def bbox_l1(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+def bbox_l1(completions: Sequence[Any], solution: Sequence[str] | None = None, extent: int = REASONING_FRAME_SIZE,
+            **kwargs: Any) -> list[float]:
     """1 when the mean corner distance to the GT box is < 10 px (840 frame)."""
     truths = _solutions(solution, len(completions))
-    return [bbox_l1_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+    return [bbox_l1_reward(completion_text(c), s, extent=extent) for c, s in zip(completions, truths, strict=True)]
 
 
-def point(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+def point(completions: Sequence[Any], solution: Sequence[str] | None = None, extent: int = REASONING_FRAME_SIZE,
+          **kwargs: Any) -> list[float]:
     """1 when both points lie in the predicted box and are < 100 px (mean, best pairing) from the GT points."""
     truths = _solutions(solution, len(completions))
-    return [point_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+    return [point_reward(completion_text(c), s, extent=extent) for c, s in zip(completions, truths, strict=True)]
 
 
 def bbox_iou_soft(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
@@ -100,10 +103,12 @@ def bbox_iou_soft(completions: Sequence[Any], solution: Sequence[str] | None = N
     return [bbox_iou_reward(completion_text(c), s, soft=True) for c, s in zip(completions, truths, strict=True)]
 
 
-def bbox_l1_soft(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
-    """``1 - L1 / 840`` (paper ablation), in [0, 1]."""
+def bbox_l1_soft(completions: Sequence[Any], solution: Sequence[str] | None = None,
+                 extent: int = REASONING_FRAME_SIZE, **kwargs: Any) -> list[float]:
+    """``1 - L1 / 840`` (paper ablation; 840: the coordinates' extent), in [0, 1]."""
     truths = _solutions(solution, len(completions))
-    return [bbox_l1_reward(completion_text(c), s, soft=True) for c, s in zip(completions, truths, strict=True)]
+    return [bbox_l1_reward(completion_text(c), s, soft=True, extent=extent)
+            for c, s in zip(completions, truths, strict=True)]
 
 
 def object_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -111,10 +116,11 @@ def object_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     return [object_format_reward(completion_text(c)) for c in completions]
 
 
-def object_accuracy(completions: Sequence[Any], solution: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
+def object_accuracy(completions: Sequence[Any], solution: Sequence[str] | None = None,
+                    extent: int = REASONING_FRAME_SIZE, **kwargs: Any) -> list[float]:
     """VisionReasoner: Hungarian-matched box IoU + box L1 + point hits over the longer list (0..3)."""
     truths = _solutions(solution, len(completions))
-    return [accuracy_reward(completion_text(c), s) for c, s in zip(completions, truths, strict=True)]
+    return [accuracy_reward(completion_text(c), s, extent) for c, s in zip(completions, truths, strict=True)]
 
 
 def non_repeat(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -129,14 +135,29 @@ REWARD_SETS: dict[str, tuple[RewardFunction, ...]] = {
 """The reward functions of each answer format, in the reference's order; their plain sum is its total."""
 
 
-def reward_functions(soft: bool = False, format: str = SEG_ZERO) -> list[RewardFunction]:
-    """The rewards of the answer `format` for GRPOTrainer; ``soft`` (Seg-Zero only) swaps in the soft box rewards."""
+def reward_functions(soft: bool = False, format: str = SEG_ZERO, extent: int = REASONING_FRAME_SIZE
+                     ) -> list[RewardFunction]:
+    """The rewards of the answer `format` for GRPOTrainer; ``soft`` (Seg-Zero only) swaps in the soft box rewards;
+    ``extent``: the model's answer coordinates (840: Seg-Zero's frame pixels, 1000: Qwen3-VL's relative ones),
+    in which the dataset's solutions must be too."""
     answer_format(format)  # a clear error for an unknown name
     if soft and format != SEG_ZERO:
         raise ValueError(f"soft rewards exist for the seg_zero format only, not {format}")
-    if soft:
-        return [thinking_format, segmentation_format, bbox_iou_soft, bbox_l1_soft, point]
-    return list(REWARD_SETS[format])
+    functions = ([thinking_format, segmentation_format, bbox_iou_soft, bbox_l1_soft, point] if soft
+                 else list(REWARD_SETS[format]))
+    return [_in_extent(function, extent) for function in functions]
+
+
+def _in_extent(function: RewardFunction, extent: int) -> RewardFunction:
+    """`function` scoring in coordinates spanning `extent`, under the same name (TRL logs rewards by name)."""
+    if extent == REASONING_FRAME_SIZE:
+        return function
+
+    def scored(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        return function(completions, **{**kwargs, "extent": extent})
+
+    scored.__name__, scored.__doc__ = function.__name__, function.__doc__
+    return scored
 
 
 def reward_names(soft: bool = False, format: str = SEG_ZERO) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segzero_ros.core.families import SEG_ZERO_FRAME, AnswerFrame, resolve_frame
 from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import download_hint, hub_offline, looks_like_local_path
@@ -80,12 +81,13 @@ def _main_process_only(log: Log) -> Log:
 # --- model and processor ---------------------------------------------------------------------------------------
 
 
-def resolve_model_source(model: str) -> str:
-    """``tiny`` → the offline tiny model's folder (built once); a local path must exist; hub ids pass through."""
+def resolve_model_source(model: str, family: str = "auto") -> str:
+    """``tiny`` → the offline tiny model of `family` (Qwen2.5-VL unless qwen3_vl; built once); a local path must
+    exist; hub ids pass through."""
     if model == TINY_MODEL:
         from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
 
-        return str(ensure_tiny_qwen())
+        return str(ensure_tiny_qwen(family="qwen2_5_vl" if family == "auto" else family))
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -196,8 +198,23 @@ def grpo_arguments(config: GRPOTrainingConfig, processes: int | None = None) -> 
 # --- data -----------------------------------------------------------------------------------------------------
 
 
-def prepare_dataset(config: GRPOTrainingConfig) -> Any:
-    """The configured data in the refCOCOg_2k_840 schema (mask data converted under output_dir)."""
+def training_frame(config: GRPOTrainingConfig, source: str) -> AnswerFrame:
+    """The frame and coordinates the model is trained in: its family (from its config.model_type unless
+    `family` says), `coordinates` and `frame_size` as the reasoner reads them at inference."""
+    import transformers
+
+    hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
+    model_type = None
+    if config.family == "auto":
+        try:
+            model_type = hf.AutoConfig.from_pretrained(source).model_type
+        except Exception as exc:
+            raise ModelLoadError(f"training model {source!r}: cannot read its config ({exc}); set family") from exc
+    return resolve_frame(config.family, config.coordinates, config.frame_size, model_type)
+
+
+def prepare_dataset(config: GRPOTrainingConfig, frame: AnswerFrame = SEG_ZERO_FRAME) -> Any:
+    """The configured data in the refCOCOg_2k_840 schema (mask data converted under output_dir, in `frame`)."""
     from segzero_ros.training.datasets import load_training_dataset
 
     return load_training_dataset(
@@ -208,25 +225,28 @@ def prepare_dataset(config: GRPOTrainingConfig) -> Any:
         resample=config.resample,
         cache_dir=Path(config.output_dir) / "dataset_cache",
         answer_format=config.answer_format,
+        frame=frame,
     )
 
 
-def prompt_token_count(processor: Any, command: str, image: Any, format: str = SEG_ZERO) -> int:
-    """Tokens of one chat-formatted prompt with its 840² image, exactly as TRL will build it."""
+def prompt_token_count(processor: Any, command: str, image: Any, format: str = SEG_ZERO,
+                       frame_size: int = SEG_ZERO_FRAME.frame_size) -> int:
+    """Tokens of one chat-formatted prompt with its image in the model's frame, exactly as TRL will build it."""
     from segzero_ros.training.datasets import as_reasoning_frame
 
     text = render_chat_text(processor, command, format)
-    inputs = processor(text=[text], images=[as_reasoning_frame(image)], return_tensors="pt")
+    inputs = processor(text=[text], images=[as_reasoning_frame(image, frame_size)], return_tensors="pt")
     return int(inputs["input_ids"].shape[1])
 
 
-def check_prompt_length(processor: Any, dataset: Any, limit: int, format: str = SEG_ZERO) -> int:
+def check_prompt_length(processor: Any, dataset: Any, limit: int, format: str = SEG_ZERO,
+                        frame_size: int = SEG_ZERO_FRAME.frame_size) -> int:
     """Longest prompt (the longest command; the image always costs the same) must fit ``limit`` tokens."""
     commands = dataset.select_columns(["problem"])["problem"]  # the reference schema's name for the command
     if not commands:
         raise TrainingError("the training dataset is empty")
     longest = max(range(len(commands)), key=lambda index: len(commands[index]))
-    count = prompt_token_count(processor, commands[longest], dataset[longest]["image"], format)
+    count = prompt_token_count(processor, commands[longest], dataset[longest]["image"], format, frame_size)
     if count > limit:
         raise TrainingError(
             f"the longest prompt (row {longest}) is {count} tokens, over max_prompt_length={limit}; shorten the "
@@ -314,12 +334,15 @@ def build_grpo_trainer(
     ``rollout_func``: TRL's hook to replace generation (custom samplers, scripted groups in tests).
     """
     log = _main_process_only(log)
-    source = resolve_model_source(config.model)
+    source = resolve_model_source(config.model, config.family)
+    frame = training_frame(config, source)
     processor = load_processor(source) if processor is None else processor
     if dataset is None:
-        dataset = prepare_dataset(config)
-    tokens = check_prompt_length(processor, dataset, config.max_prompt_length, config.answer_format)
-    log(f"data: {len(dataset)} rows from {config.dataset}; longest prompt {tokens} tokens")
+        dataset = prepare_dataset(config, frame)
+    tokens = check_prompt_length(processor, dataset, config.max_prompt_length, config.answer_format,
+                                 frame.frame_size)
+    log(f"data: {len(dataset)} rows from {config.dataset}; longest prompt {tokens} tokens; trained in the "
+        f"{frame.describe()}")
 
     import trl
 
@@ -334,9 +357,9 @@ def build_grpo_trainer(
     args = hf_trl.GRPOConfig(**grpo_arguments(config))
     trainer: Any = hf_trl.GRPOTrainer(
         model=source,
-        reward_funcs=reward_functions(config.soft_rewards, config.answer_format),
+        reward_funcs=reward_functions(config.soft_rewards, config.answer_format, frame.extent),
         args=args,
-        train_dataset=to_trl_dataset(dataset, config.answer_format),
+        train_dataset=to_trl_dataset(dataset, config.answer_format, frame),
         processing_class=processor,
         callbacks=[*_callbacks(metrics_path, names, log), *callbacks],
         peft_config=lora_config(config),
@@ -409,7 +432,7 @@ def save_final_model(trainer: Any, config: GRPOTrainingConfig, log: Log = _stder
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         log("merging the LoRA adapter into the base model")
-        merged = merge_lora(resolve_model_source(config.model), adapter_dir, config)
+        merged = merge_lora(resolve_model_source(config.model, config.family), adapter_dir, config)
         merged.save_pretrained(str(final_dir))
         trainer.processing_class.save_pretrained(str(final_dir))
     trainer.accelerator.wait_for_everyone()

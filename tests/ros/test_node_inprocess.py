@@ -407,6 +407,25 @@ def test_tiny_models_through_the_node(make_node, wiring, tiny_cache_root):
     assert len(wiring.results.messages) == 1
 
 
+@pytest.mark.slow
+def test_the_tiny_qwen3_vl_through_the_node(make_node, wiring, tiny_qwen3_dir):
+    """tiny + reasoner.family qwen3_vl: the node loads the tiny Qwen3-VL and maps its relative 0..1000 answer
+    onto the camera image."""
+    from segzero_ros.core.answer import parse_answer
+    from segzero_ros.tiny.qwen_vl import QWEN3
+
+    node = make_node(**{"tiny": True, "reasoner.family": "qwen3_vl", "reasoner.max_new_tokens": 128})
+    assert node.status().ready, node.status().configure_error
+    image = image_message(rgb_test_image(96, 64), sec=43, frame_id="tiny")
+    wiring.send_image(node, image)
+    wiring.command_pub.publish(String(data="the red mug"))
+    result = wiring.results.wait_for(lambda m: m.command == "the red mug", timeout=120)
+    assert result.success, result.error
+    assert result.raw_output == QWEN3.completion and result.reasoner_name == str(tiny_qwen3_dir)
+    assert list(result.box) == parse_answer(QWEN3.completion, (96, 64), 1000).box.as_list()
+    assert result.mask_pixels == int(np.count_nonzero(_pixels(result.mask)))
+
+
 # VisionReasoner answers in the 840 frame; on 64×48, x × 64/840 and y × 48/840 (int(v·f + 0.5)):
 # (105,210,420,630) → (8,12,32,36), point (210,420) → (16,24); (525,105,735,315) → (40,6,56,18), (630,210) → (48,12).
 TWO_CUPS = ('<think>two red cups</think><answer>[{"bbox_2d": [105,210,420,630], "point_2d": [210,420]}, '
