@@ -29,3 +29,10 @@ def test_gpu_benchmark_without_a_gpu_says_so():
     completed = subprocess.run([sys.executable, str(BENCHMARKS / "bench_tracking_gpu.py"), "--arch", "tiny"],
                                capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 2 and "no CUDA GPU" in completed.stderr
+
+
+def test_families_benchmark_explains_itself():
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "bench_families.py"), "--help"], capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "--frames" in completed.stdout and "Visual tokens per frame size" in completed.stdout

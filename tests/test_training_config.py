@@ -102,17 +102,19 @@ def test_trl_arguments_carry_the_recipe():
     assert arguments["top_k"] == 5
 
 
-@pytest.mark.parametrize("name", ["grpo_7b.yaml", "grpo_3b.yaml", "grpo_tiny_cpu.yaml", "grpo_vision_reasoner_7b.yaml"])
+@pytest.mark.parametrize("name", ["grpo_7b.yaml", "grpo_3b.yaml", "grpo_tiny_cpu.yaml", "grpo_vision_reasoner_7b.yaml",
+                                  "grpo_qwen3vl_4b.yaml", "grpo_qwen3vl_4b_lora.yaml"])
 def test_shipped_configs_load_and_divide_evenly(name):
     config = load_training_config(CONFIGS / name)
-    processes = 1 if config.use_cpu else 8
+    processes = 1 if config.use_cpu or config.lora else 8
     assert config.gradient_accumulation_steps(processes) >= 1
     if name != "grpo_tiny_cpu.yaml":
         vision_reasoner = config.answer_format == "vision_reasoner"
         assert vision_reasoner == (name == "grpo_vision_reasoner_7b.yaml")
-        assert config.model.startswith("Qwen/Qwen2.5-VL-") and config.bf16
+        qwen3 = "qwen3vl" in name
+        assert config.model.startswith("Qwen/Qwen3-VL-" if qwen3 else "Qwen/Qwen2.5-VL-") and config.bf16
         assert config.beta == (1e-2 if vision_reasoner else 5e-3)
-        assert config.prompts_per_step * config.num_generations == 128
+        assert config.prompts_per_step * config.num_generations == (32 if config.lora else 128)
     else:
         assert config.model == "tiny" and config.use_cpu and not config.bf16
 
