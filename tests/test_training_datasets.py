@@ -11,7 +11,7 @@ from segzero_ros.data.dataset import DatasetFormatError
 from segzero_ros.data.folder import write_folder_dataset
 from segzero_ros.data.synthetic import generate_samples
 from segzero_ros.training.datasets import (
-    SEGZERO_COLUMNS,
+    MADE_COLUMNS,
     load_segzero_dataset,
     load_training_dataset,
     parse_synthetic_source,
@@ -41,7 +41,7 @@ def rectangle_sample(sample_id="rect", width=200, height=100):
 
 def test_record_has_the_schema_with_frame_targets_and_original_size():
     record = segzero_record(rectangle_sample())
-    assert tuple(record) == SEGZERO_COLUMNS
+    assert tuple(record) == MADE_COLUMNS and record["solution_extent"] == 840
     # x factor 840/200 = 4.2, y factor 840/100 = 8.4 (hand-computed in test_targets).
     assert record["solution"] == "<box>(210,168),(626,496)</box><points>(" + record["solution"].split("<points>(")[1]
     assert record["solution"].startswith("<box>(210,168),(626,496)</box>")
@@ -67,7 +67,7 @@ def test_conversion_skips_empty_masks(tmp_path):
     empty = Sample("empty", np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), bool), "nothing")
     dataset = segzero_dataset_from_masks([rectangle_sample("a"), empty, rectangle_sample("b")], cache_dir=tmp_path)
     assert dataset["id"] == ["a", "b"]
-    assert dataset.column_names == list(SEGZERO_COLUMNS)
+    assert dataset.column_names == list(MADE_COLUMNS)
     with pytest.raises(DatasetFormatError, match="no usable samples"):
         segzero_dataset_from_masks([empty], cache_dir=tmp_path)
 
@@ -141,7 +141,8 @@ def test_trl_rows_carry_the_node_prompt_an_840_frame_and_the_solution(tmp_path):
     # A schema row whose image was not pre-squashed still reaches the trainer as 840×840.
     odd = datasets.Dataset.from_dict(
         {"id": ["b"], "problem": ["Left cup."], "solution": [schema[0]["solution"]],
-         "image": [Image.new("RGB", (100, 50), (9, 9, 9))], "img_height": [50], "img_width": [100]},
+         "image": [Image.new("RGB", (100, 50), (9, 9, 9))], "img_height": [50], "img_width": [100],
+         "solution_extent": [840]},
         features=schema.features,
     )
     rows = to_trl_dataset(datasets.concatenate_datasets([schema, odd]))
@@ -161,7 +162,7 @@ def test_cli_make_dataset_writes_the_schema_and_cleans_up(tmp_path, capsys):
     assert main(["train", "make-dataset", "--source", "synthetic:3:0:64", "--out", str(out)]) == 0
     made = load_segzero_dataset(out)
     assert made["id"] == [s.id for s in generate_samples(3, 0, 64)]
-    assert made.column_names == list(SEGZERO_COLUMNS)
+    assert made.column_names == list(MADE_COLUMNS)
     assert "wrote 3 samples" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["made"]  # the staging rows are gone
     assert main(["train", "make-dataset", "--source", "synthetic:3", "--out", str(out)]) == 2

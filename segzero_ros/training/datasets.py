@@ -54,6 +54,8 @@ _LOG = logging.getLogger(__name__)
 REFERENCE_DATASET = "Ricky06662/refCOCOg_2k_840"
 """The 2k-sample training set of the released Seg-Zero models (a 9k variant also exists)."""
 SEGZERO_COLUMNS = ("id", "problem", "solution", "image", "img_height", "img_width")
+MADE_COLUMNS = (*SEGZERO_COLUMNS, "solution_extent")
+"""The columns of a dataset made here: the reference schema and the coordinates' extent."""
 DATASET_FORMATS = ("auto", "segzero", "masks", "synthetic")
 RESAMPLING = ("area", "bilinear")
 SYNTHETIC_SOURCE = re.compile(r"synthetic(?::(\d+))?(?::(\d+))?(?::(\d+))?")
