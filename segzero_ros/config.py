@@ -20,6 +20,8 @@ from segzero_ros.options import DEVICE_HINT, DEVICE_PATTERN, check_options, opti
 
 DEFAULT_REASONER_MODEL = "Ricky06662/Seg-Zero-7B"
 DEFAULT_SAM2_MODEL = "facebook/sam2-hiera-large"
+DEFAULT_SAM3_MODEL = "facebook/sam3"
+DEFAULT_EDGETAM_MODEL = "yonigozlan/EdgeTAM-hf"
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 GRAPH_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
@@ -144,11 +146,25 @@ class OpenAIReasonerConfig(GeneratingReasonerConfig):
 
 @dataclass(frozen=True)
 class SegmenterConfig(BackendConfig):
-    """What every SAM2 segmenter backend reads (the box baseline reads none of it)."""
+    """What every segmenter backend reads. A plain SegmenterConfig names the sam2 backend and is widened to
+    Sam2SegmenterConfig (or the class of the backend it names) when built."""
 
     section = "segmenter"
 
     backend: str = option("sam2", _SEGMENTER_BACKEND)
+    model: str | None = option(None, "Hugging Face id or local folder of the segmentation model; unset = the "
+                                     f"backend's own default (sam2: {DEFAULT_SAM2_MODEL}; sam3: {DEFAULT_SAM3_MODEL}; "
+                                     f"edgetam: {DEFAULT_EDGETAM_MODEL}).", kind=str)
+    device: str = option("auto", "Device (torch, or the onnxruntime/TensorRT GPU).", pattern=DEVICE_PATTERN,
+                         pattern_hint=DEVICE_HINT)
+    multimask_output: bool = option(True, "Let the model propose three masks and keep the best-scoring one "
+                                          "(Seg-Zero's setting).")
+
+
+@dataclass(frozen=True)
+class Sam2SegmenterConfig(SegmenterConfig):
+    """SAM2 from the `sam2` package (`sam2` backend), and the base of its exported graphs' backends."""
+
     model: str = option(DEFAULT_SAM2_MODEL, "Hugging Face id of a SAM2 checkpoint; ignored when "
                                             "segmenter.checkpoint is set.")
     config: str | None = option(None, "sam2 config name (e.g. configs/sam2.1/sam2.1_hiera_l.yaml), needed with "
@@ -156,14 +172,34 @@ class SegmenterConfig(BackendConfig):
     checkpoint: str | None = option(None, "Local SAM2 .pt checkpoint; unset resolves segmenter.model.", kind=str)
     image_size: int | None = option(None, "Encoder input side in pixels; unset keeps the model's own (1024). "
                                           "Smaller sizes are for fast tests.", kind=int, minimum=0, maximum=4096)
-    device: str = option("auto", "Device (torch, or the onnxruntime/TensorRT GPU).", pattern=DEVICE_PATTERN,
-                         pattern_hint=DEVICE_HINT)
-    multimask_output: bool = option(True, "Let SAM2 propose three masks and keep the best-scoring one "
-                                          "(Seg-Zero's setting).")
 
     @property
     def source(self) -> str:
         return self.checkpoint or self.model
+
+
+@dataclass(frozen=True)
+class TransformersSamConfig(SegmenterConfig):
+    """A promptable segmenter and tracker through transformers' own classes (SAM3's tracker, EdgeTAM)."""
+
+    dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
+                        choices=DTYPES)
+
+
+@dataclass(frozen=True)
+class Sam3SegmenterConfig(TransformersSamConfig):
+    """SAM3's promptable tracker (`sam3` backend: Sam3TrackerModel, Sam3TrackerVideoModel)."""
+
+    backend: str = option("sam3", _SEGMENTER_BACKEND)
+    model: str = option(DEFAULT_SAM3_MODEL, "Hugging Face id or local folder of a SAM3 checkpoint.")
+
+
+@dataclass(frozen=True)
+class EdgeTamSegmenterConfig(TransformersSamConfig):
+    """EdgeTAM, SAM2's tracker rebuilt for devices (`edgetam` backend: EdgeTamModel, EdgeTamVideoModel)."""
+
+    backend: str = option("edgetam", _SEGMENTER_BACKEND)
+    model: str = option(DEFAULT_EDGETAM_MODEL, "Hugging Face id or local folder of an EdgeTAM checkpoint.")
 
 
 @dataclass(frozen=True)
@@ -178,7 +214,7 @@ class BoxSegmenterConfig(SegmenterConfig):
 
 
 @dataclass(frozen=True)
-class ExportedGraphsConfig(SegmenterConfig):
+class ExportedGraphsConfig(Sam2SegmenterConfig):
     """What both runtimes of the exported SAM2 graphs read."""
 
     onnx_dir: str | None = option(None, "Folder from `segzero export-sam2`; unset exports segmenter.model once "
@@ -220,7 +256,7 @@ class TensorRTSegmenterConfig(ExportedGraphsConfig):
 @dataclass(frozen=True)
 class PipelineConfig:
     reasoner: ReasonerConfig = field(default_factory=TransformersReasonerConfig)
-    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    segmenter: SegmenterConfig = field(default_factory=Sam2SegmenterConfig)
 
 
 C = TypeVar("C")
@@ -248,9 +284,27 @@ def from_flat(cls: type[C], values: dict[str, Any]) -> C:
 
 
 __all__ = [
-    "DEFAULT_REASONER_MODEL", "DEFAULT_SAM2_MODEL", "DTYPES", "GRAPH_PRECISIONS", "BackendConfig",
-    "BoxSegmenterConfig", "ExportedGraphsConfig", "GeneratingReasonerConfig",
-    "OnnxRuntimeSegmenterConfig", "OpenAIReasonerConfig",
-    "PipelineConfig", "ReasonerConfig", "SegmenterConfig", "TensorRTSegmenterConfig",
-    "TransformersReasonerConfig", "from_flat", "widen",
+    "DEFAULT_EDGETAM_MODEL",
+    "DEFAULT_REASONER_MODEL",
+    "DEFAULT_SAM2_MODEL",
+    "DEFAULT_SAM3_MODEL",
+    "DTYPES",
+    "GRAPH_PRECISIONS",
+    "BackendConfig",
+    "BoxSegmenterConfig",
+    "EdgeTamSegmenterConfig",
+    "ExportedGraphsConfig",
+    "GeneratingReasonerConfig",
+    "OnnxRuntimeSegmenterConfig",
+    "OpenAIReasonerConfig",
+    "PipelineConfig",
+    "ReasonerConfig",
+    "Sam2SegmenterConfig",
+    "Sam3SegmenterConfig",
+    "SegmenterConfig",
+    "TensorRTSegmenterConfig",
+    "TransformersReasonerConfig",
+    "TransformersSamConfig",
+    "from_flat",
+    "widen",
 ]

@@ -27,9 +27,12 @@ from typing import Any, Literal
 from segzero_ros.config import (
     BackendConfig,
     BoxSegmenterConfig,
+    EdgeTamSegmenterConfig,
     OnnxRuntimeSegmenterConfig,
     OpenAIReasonerConfig,
     ReasonerConfig,
+    Sam2SegmenterConfig,
+    Sam3SegmenterConfig,
     SegmenterConfig,
     TensorRTSegmenterConfig,
     TransformersReasonerConfig,
@@ -179,7 +182,7 @@ register_reasoner(None, "segzero_ros.reasoning.transformers_backend:Transformers
 register_reasoner("scripted", "segzero_ros.reasoning.scripted:ScriptedReasoner.from_config")
 register_reasoner(None, "segzero_ros.reasoning.openai_backend:OpenAIReasoner.from_config",
                   config=OpenAIReasonerConfig)
-register_segmenter(None, "segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config",
+register_segmenter(None, "segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config", config=Sam2SegmenterConfig,
                    tracker="segzero_ros.tracking.sam2_tracker:Sam2Tracker.from_config")
 register_segmenter(None, "segzero_ros.segmentation.box:BoxSegmenter.from_config", config=BoxSegmenterConfig)
 register_segmenter(None, "segzero_ros.segmentation.onnx_backend:OnnxRuntimeSegmenter.from_config",
@@ -188,6 +191,12 @@ register_segmenter(None, "segzero_ros.segmentation.onnx_backend:OnnxRuntimeSegme
 register_segmenter(None, "segzero_ros.segmentation.tensorrt_backend:TensorRTSegmenter.from_config",
                    config=TensorRTSegmenterConfig, prepare="segzero_ros.export.onnx_export:with_exported_graphs",
                    tracker="segzero_ros.tracking.tensorrt_tracker:TensorRTTracker.from_config")
+register_segmenter(None, "segzero_ros.segmentation.transformers_sam:TransformersSamSegmenter.from_config",
+                   config=Sam3SegmenterConfig,
+                   tracker="segzero_ros.tracking.transformers_sam_tracker:TransformersSamTracker.from_config")
+register_segmenter(None, "segzero_ros.segmentation.transformers_sam:TransformersSamSegmenter.from_config",
+                   config=EdgeTamSegmenterConfig,
+                   tracker="segzero_ros.tracking.transformers_sam_tracker:TransformersSamTracker.from_config")
 
 __all__ = ["PLUGIN_GROUP", "Backend", "backend", "backends", "config_for", "load", "load_plugins",
            "register_reasoner", "register_segmenter", "section_options", "unregister"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig
 from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.base import Segmenter
@@ -151,7 +151,7 @@ def test_registry_builds_it_and_segment_needs_an_image_first(tiny_sam2, odd_imag
 
 def test_missing_checkpoint_names_file_and_fixes(tmp_path: Path, tiny_sam2) -> None:
     missing = tmp_path / "sam2_hiera_large.pt"
-    config = SegmenterConfig(config=tiny_sam2.config, checkpoint=str(missing), device="cpu")
+    config = Sam2SegmenterConfig(config=tiny_sam2.config, checkpoint=str(missing), device="cpu")
     with pytest.raises(ModelLoadError) as caught:
         Sam2Segmenter.from_config(config)
     message = str(caught.value)
@@ -167,7 +167,7 @@ def test_default_hub_model_offline_without_cache(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # a machine's real cache must not leak in
     with pytest.raises(ModelLoadError) as caught:
-        Sam2Segmenter.from_config(SegmenterConfig(device="cpu"))
+        Sam2Segmenter.from_config(Sam2SegmenterConfig(device="cpu"))
     message = str(caught.value)
     for expected in ("facebook/sam2-hiera-large", "sam2_hiera_large.pt", "HF_HUB_OFFLINE=1", "--sam2", "--tiny"):
         assert expected in message
@@ -175,21 +175,21 @@ def test_default_hub_model_offline_without_cache(monkeypatch: pytest.MonkeyPatch
 
 def test_unknown_hub_id_lists_known_ones() -> None:
     with pytest.raises(ModelLoadError, match=r"facebook/sam2\.1-hiera-large") as caught:
-        Sam2Segmenter.from_config(SegmenterConfig(model="someone/not-a-sam2", device="cpu"))
+        Sam2Segmenter.from_config(Sam2SegmenterConfig(model="someone/not-a-sam2", device="cpu"))
     assert "someone/not-a-sam2" in str(caught.value)
 
 
 def test_config_that_does_not_fit_checkpoint_is_a_load_error(tiny_sam2) -> None:
-    config = SegmenterConfig(config="configs/sam2.1/sam2.1_hiera_s.yaml", checkpoint=str(tiny_sam2.checkpoint),
+    config = Sam2SegmenterConfig(config="configs/sam2.1/sam2.1_hiera_s.yaml", checkpoint=str(tiny_sam2.checkpoint),
                              image_size=256, device="cpu")
     with pytest.raises(ModelLoadError, match=r"sam2\.1_hiera_s\.yaml"):
         Sam2Segmenter.from_config(config)
 
 
 def test_unshipped_config_and_bad_image_size_are_load_errors(tiny_sam2) -> None:
-    unshipped = SegmenterConfig(config="configs/sam3/huge.yaml", checkpoint=str(tiny_sam2.checkpoint), device="cpu")
+    unshipped = Sam2SegmenterConfig(config="configs/sam3/huge.yaml", checkpoint=str(tiny_sam2.checkpoint), device="cpu")
     with pytest.raises(ModelLoadError, match=r"configs/sam2\.1/sam2\.1_hiera_t\.yaml"):
         Sam2Segmenter.from_config(unshipped)
     with pytest.raises(ModelLoadError, match="multiple of 32"):
-        Sam2Segmenter.from_config(SegmenterConfig(checkpoint=str(tiny_sam2.checkpoint), config=tiny_sam2.config,
+        Sam2Segmenter.from_config(Sam2SegmenterConfig(checkpoint=str(tiny_sam2.checkpoint), config=tiny_sam2.config,
                                                   image_size=250, device="cpu"))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.config import DEFAULT_SAM2_MODEL, SegmenterConfig
+from segzero_ros.config import DEFAULT_SAM2_MODEL, Sam2SegmenterConfig, widen
 from segzero_ros.errors import SegZeroError
 
 EXPORT_EPILOG = f"""\
@@ -74,16 +74,16 @@ def report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def source_config(args: argparse.Namespace) -> SegmenterConfig:
+def source_config(args: argparse.Namespace) -> Sam2SegmenterConfig:
     if args.tiny:
         from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 
         if args.image_size is not None or args.config is not None:
             raise SegZeroError("--tiny fixes its config and image size; drop --config/--image-size")
-        return ensure_tiny_sam2().segmenter_config(device="cpu")
+        return widen(ensure_tiny_sam2().segmenter_config(device="cpu"), Sam2SegmenterConfig)
     if args.model is not None:
-        return SegmenterConfig(model=args.model, config=args.config, image_size=args.image_size, device="cpu")
-    return SegmenterConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
+        return Sam2SegmenterConfig(model=args.model, config=args.config, image_size=args.image_size, device="cpu")
+    return Sam2SegmenterConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
 
 
 def run_export(args: argparse.Namespace) -> int:

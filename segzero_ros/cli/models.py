@@ -198,17 +198,15 @@ def _tiny_config(given: dict[str, Any], args: argparse.Namespace, command: str) 
     reasoner, segmenter = _section(given, "reasoner"), _section(given, "segmenter")
     devices = {kind: "cpu" if values.get("device", "auto") == "auto" else values["device"]
                for kind, values in (("reasoner", reasoner), ("segmenter", segmenter))}
-    tiny = tiny_pipeline_config(device=devices["segmenter"], family=reasoner.get("family", "auto"))
-    chosen = {"reasoner": tiny.reasoner.backend, "segmenter": segmenter.pop("backend", tiny.segmenter.backend)}
+    chosen = {"reasoner": "transformers", "segmenter": segmenter.pop("backend", "sam2")}
     _warn_unread(args, chosen, command)
-    tiny_sam2 = {"config": tiny.segmenter.config, "checkpoint": tiny.segmenter.checkpoint,
-                 "image_size": tiny.segmenter.image_size}
+    segmenter.pop("device", None)
     try:
+        tiny = tiny_pipeline_config(device=devices["segmenter"], family=reasoner.get("family", "auto"),
+                                    segmenter=chosen["segmenter"], **segmenter)
         return PipelineConfig(
             reasoner=backend("reasoner", chosen["reasoner"]).make_config(  # type: ignore[arg-type]
                 **{**reasoner, "model": tiny.reasoner.model, "device": devices["reasoner"]}),
-            segmenter=backend("segmenter", chosen["segmenter"]).make_config(  # type: ignore[arg-type]
-                **{**tiny_sam2, **segmenter, "device": devices["segmenter"]}),
-        )
+            segmenter=tiny.segmenter)
     except (TypeError, ValueError) as exc:
         raise SegZeroError(str(exc)) from exc

@@ -215,8 +215,9 @@ class SegZeroNode(LifecycleNode):
                                    f"{settings.pipeline.segmenter.describe()}")
 
         def load() -> Any:  # on the scheduler's worker: building the tiny models takes a while the first time
-            self._models = (tiny_pipeline_config(family=settings.pipeline.reasoner.family) if settings.node.tiny
-                            else settings.pipeline)
+            self._models = (tiny_pipeline_config(family=settings.pipeline.reasoner.family,
+                                                 segmenter=settings.pipeline.segmenter.backend)
+                            if settings.node.tiny else settings.pipeline)
             return build_pipeline(self._models)
 
         try:

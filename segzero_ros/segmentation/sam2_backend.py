@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig, widen
 from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import ModelLoadError
@@ -57,6 +57,7 @@ def build_sam2_model(config: SegmenterConfig, *, video: bool = False) -> tuple[A
     `video`: built as sam2's video predictor (its post-processing settings: dynamic multimask fallback,
     binarised masks into the memory encoder), which is what the tracker runs frame by frame.
     """
+    config = widen(config, Sam2SegmenterConfig)
     device = resolve_torch_device(config.device, "segmenter")
     if config.image_size is not None and (config.image_size <= 0 or config.image_size % HIERA_TOTAL_STRIDE):
         raise ModelLoadError(f"SAM2 image_size must be a positive multiple of {HIERA_TOTAL_STRIDE}, "
@@ -118,6 +119,7 @@ class Sam2Segmenter:
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> Sam2Segmenter:
         """Load from a local config + checkpoint, or from a Hugging Face id through the local hub cache."""
+        config = widen(config, Sam2SegmenterConfig)
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model, name = build_sam2_model(config)
@@ -190,7 +192,7 @@ class Sam2Segmenter:
         return stack
 
 
-def _local_files(config: SegmenterConfig) -> tuple[str, Path]:
+def _local_files(config: Sam2SegmenterConfig) -> tuple[str, Path]:
     assert config.checkpoint is not None
     checkpoint = Path(config.checkpoint).expanduser()
     if not checkpoint.is_file():
@@ -213,7 +215,7 @@ def _config_for_checkpoint_filename(filename: str) -> str | None:
     return None
 
 
-def _hub_files(config: SegmenterConfig) -> tuple[str, Path]:
+def _hub_files(config: Sam2SegmenterConfig) -> tuple[str, Path]:
     """The sam2 package's own id → (config, checkpoint file) mapping, resolved through huggingface_hub."""
     from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
 

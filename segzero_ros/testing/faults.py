@@ -146,7 +146,7 @@ class FaultySegmenter:
 
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> FaultySegmenter:
-        return cls(_script_for(config.model, "segmenter"), name=f"faulty:{config.model}")
+        return cls(_script_for(config.model or "", "segmenter"), name=f"faulty:{config.model}")
 
     def set_image(self, image: np.ndarray) -> None:
         self._script.enact(self._script.next_fault(), "segmenter")

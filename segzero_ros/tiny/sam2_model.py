@@ -35,7 +35,7 @@ class TinySam2:
         backend's own fields, e.g. onnx_dir for onnxruntime)."""
         from segzero_ros.registry import backend as registered
 
-        config = registered("segmenter", backend).make_config(
+        config = registered("segmenter", backend).make_config(  # the box baseline reads none of the model fields
             config=self.config, checkpoint=str(self.checkpoint), image_size=self.image_size, device=device, **options)
         assert isinstance(config, SegmenterConfig)
         return config

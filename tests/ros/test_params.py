@@ -12,6 +12,7 @@ import yaml
 from segzero_ros.config import (
     OnnxRuntimeSegmenterConfig,
     PipelineConfig,
+    Sam2SegmenterConfig,
     SegmenterConfig,
     TensorRTSegmenterConfig,
     TransformersReasonerConfig,
@@ -54,7 +55,7 @@ def test_each_backend_gets_its_own_config_class_with_only_its_fields():
     trt = settings_from_parameters({"segmenter.backend": "tensorrt"}).pipeline.segmenter
     assert type(trt) is TensorRTSegmenterConfig and not hasattr(trt, "cpu_threads")
     sam2 = settings_from_parameters({"segmenter.providers": "CPUExecutionProvider"}).pipeline.segmenter
-    assert type(sam2) is SegmenterConfig and not hasattr(sam2, "providers")
+    assert type(sam2) is Sam2SegmenterConfig and not hasattr(sam2, "providers")
     assert ignored_parameters({"segmenter.providers": "CPUExecutionProvider"}) == [
         "segmenter.providers (read by onnxruntime only)"]
     assert parameters_by_name()["segmenter.onnx_dir"].readers == ("onnxruntime", "tensorrt")
@@ -100,7 +101,7 @@ def test_empty_strings_and_zero_size_mean_unset():
     assert settings.pipeline.segmenter.image_size is None
     explicit = settings_from_parameters({"segmenter.image_size": 256, "segmenter.checkpoint": "/m/sam2.pt",
                                          "reasoner.device": "cuda:1"})
-    assert explicit.pipeline.segmenter == SegmenterConfig(image_size=256, checkpoint="/m/sam2.pt")
+    assert explicit.pipeline.segmenter == Sam2SegmenterConfig(image_size=256, checkpoint="/m/sam2.pt")
     assert explicit.pipeline.reasoner == TransformersReasonerConfig(device="cuda:1")
 
 
