@@ -28,6 +28,15 @@ GRAPH_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 _SEGMENTER_BACKEND = "Segmenter backend (sam2, onnxruntime, tensorrt, box or a plug-in's; see segzero_ros.registry)."
 
 
+def dtype_option() -> Any:
+    """Weights' dtype of a model loaded in this process (declared once; reasoners and segmenters read it)."""
+    return option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.", choices=DTYPES)
+
+
+def torch_device_option() -> Any:
+    return option("auto", "Torch device.", pattern=DEVICE_PATTERN, pattern_hint=DEVICE_HINT)
+
+
 def family_option() -> Any:
     """The reasoner's model family (declared here once; the reasoner config and the GRPO recipe both read it)."""
     return option(AUTO, "Model family: qwen2_5_vl (Seg-Zero-7B, VisionReasoner-7B), qwen3_vl or qwen3_vl_moe. "
@@ -105,9 +114,8 @@ class TransformersReasonerConfig(GeneratingReasonerConfig):
     """The in-process Qwen2.5-VL reasoner (`transformers` backend)."""
 
     model: str = option(DEFAULT_REASONER_MODEL, "Hugging Face model id or local model folder.")
-    device: str = option("auto", "Torch device.", pattern=DEVICE_PATTERN, pattern_hint=DEVICE_HINT)
-    dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
-                        choices=DTYPES)
+    device: str = torch_device_option()
+    dtype: str = dtype_option()
     attn_implementation: str | None = option(None, "Attention kernel, e.g. sdpa or flash_attention_2; unset "
                                                    "lets transformers choose.", kind=str)
     trust_remote_code: bool = option(False, "Allow a model folder to run its own Python code (never needed "
@@ -116,6 +124,23 @@ class TransformersReasonerConfig(GeneratingReasonerConfig):
     def describe(self) -> str:
         text = super().describe()
         return text if self.dtype == "auto" else f"{text} ({self.dtype})"
+
+
+@dataclass(frozen=True)
+class Sam3ConceptReasonerConfig(ReasonerConfig):
+    """SAM3's concept detector as the reasoner (`sam3_concept` backend): the command itself is the text prompt of
+    Sam3Model, every instance above the threshold an object (its box and the point deepest inside its mask).
+    Fast, no language model: for plain noun phrases ("the red mug"), not for reasoning ("something to cut
+    bread with")."""
+
+    backend: str = option("sam3_concept", "Reasoner backend (transformers, openai, scripted or a plug-in's).")
+    model: str = option(DEFAULT_SAM3_MODEL, "Hugging Face id or local folder of a SAM3 checkpoint (Sam3Model).")
+    device: str = torch_device_option()
+    dtype: str = dtype_option()
+    score_threshold: float = option(0.5, "sam3_concept: instances scoring below this are not objects of the "
+                                         "answer (none above it: not_found).", minimum=0.0, maximum=1.0)
+    max_objects: int = option(16, "sam3_concept: at most this many instances, best first.", minimum=1,
+                              maximum=200)
 
 
 @dataclass(frozen=True)
@@ -182,8 +207,7 @@ class Sam2SegmenterConfig(SegmenterConfig):
 class TransformersSamConfig(SegmenterConfig):
     """A promptable segmenter and tracker through transformers' own classes (SAM3's tracker, EdgeTAM)."""
 
-    dtype: str = option("auto", "auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32.",
-                        choices=DTYPES)
+    dtype: str = dtype_option()
 
 
 @dataclass(frozen=True)
@@ -300,6 +324,7 @@ __all__ = [
     "PipelineConfig",
     "ReasonerConfig",
     "Sam2SegmenterConfig",
+    "Sam3ConceptReasonerConfig",
     "Sam3SegmenterConfig",
     "SegmenterConfig",
     "TensorRTSegmenterConfig",

@@ -32,6 +32,7 @@ from segzero_ros.config import (
     OpenAIReasonerConfig,
     ReasonerConfig,
     Sam2SegmenterConfig,
+    Sam3ConceptReasonerConfig,
     Sam3SegmenterConfig,
     SegmenterConfig,
     TensorRTSegmenterConfig,
@@ -182,6 +183,8 @@ register_reasoner(None, "segzero_ros.reasoning.transformers_backend:Transformers
 register_reasoner("scripted", "segzero_ros.reasoning.scripted:ScriptedReasoner.from_config")
 register_reasoner(None, "segzero_ros.reasoning.openai_backend:OpenAIReasoner.from_config",
                   config=OpenAIReasonerConfig)
+register_reasoner(None, "segzero_ros.reasoning.sam3_concept:Sam3ConceptReasoner.from_config",
+                  config=Sam3ConceptReasonerConfig)
 register_segmenter(None, "segzero_ros.segmentation.sam2_backend:Sam2Segmenter.from_config", config=Sam2SegmenterConfig,
                    tracker="segzero_ros.tracking.sam2_tracker:Sam2Tracker.from_config")
 register_segmenter(None, "segzero_ros.segmentation.box:BoxSegmenter.from_config", config=BoxSegmenterConfig)

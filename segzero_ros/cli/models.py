@@ -34,7 +34,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 """Short flags kept from earlier versions (and for the options everyone sets)."""
 SAM2_FLAG_DEST = "sam2_source"
-MODEL_NAMING = ("reasoner.model", "reasoner.backend", "reasoner.base_url", "segmenter.model", "segmenter.config",
+MODEL_NAMING = ("reasoner.model", "reasoner.base_url", "segmenter.model", "segmenter.config",
                 "segmenter.checkpoint", "segmenter.onnx_dir", SAM2_FLAG_DEST)
 """Flags that choose which weights run: they contradict --tiny."""
 
@@ -198,12 +198,12 @@ def _tiny_config(given: dict[str, Any], args: argparse.Namespace, command: str) 
     reasoner, segmenter = _section(given, "reasoner"), _section(given, "segmenter")
     devices = {kind: "cpu" if values.get("device", "auto") == "auto" else values["device"]
                for kind, values in (("reasoner", reasoner), ("segmenter", segmenter))}
-    chosen = {"reasoner": "transformers", "segmenter": segmenter.pop("backend", "sam2")}
+    chosen = {"reasoner": reasoner.pop("backend", "transformers"), "segmenter": segmenter.pop("backend", "sam2")}
     _warn_unread(args, chosen, command)
     segmenter.pop("device", None)
     try:
         tiny = tiny_pipeline_config(device=devices["segmenter"], family=reasoner.get("family", "auto"),
-                                    segmenter=chosen["segmenter"], **segmenter)
+                                    segmenter=chosen["segmenter"], reasoner=chosen["reasoner"], **segmenter)
         return PipelineConfig(
             reasoner=backend("reasoner", chosen["reasoner"]).make_config(  # type: ignore[arg-type]
                 **{**reasoner, "model": tiny.reasoner.model, "device": devices["reasoner"]}),

@@ -216,7 +216,8 @@ class SegZeroNode(LifecycleNode):
 
         def load() -> Any:  # on the scheduler's worker: building the tiny models takes a while the first time
             self._models = (tiny_pipeline_config(family=settings.pipeline.reasoner.family,
-                                                 segmenter=settings.pipeline.segmenter.backend)
+                                                 segmenter=settings.pipeline.segmenter.backend,
+                                                 reasoner=settings.pipeline.reasoner.backend)
                             if settings.node.tiny else settings.pipeline)
             return build_pipeline(self._models)
 

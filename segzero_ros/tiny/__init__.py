@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segzero_ros.config import PipelineConfig, SegmenterConfig, TransformersReasonerConfig
+from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig, TransformersReasonerConfig
 from segzero_ros.files import default_cache_root
 from segzero_ros.registry import backend
 
@@ -18,16 +18,26 @@ TINY_WARNING = "tiny offline models: the pipeline runs end to end, but masks and
 
 
 def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu", family: str = "auto",
-                         segmenter: str = "sam2", **segmenter_options: object) -> PipelineConfig:
-    """Pipeline config pointing at the tiny models (the reasoner of `family`: qwen2_5_vl, the default, or
-    qwen3_vl), building them first if needed (~tens of seconds once)."""
+                         segmenter: str = "sam2", reasoner: str = "transformers", **segmenter_options: object
+                         ) -> PipelineConfig:
+    """Pipeline config pointing at the tiny models, building them first if needed (~tens of seconds once): the
+    reasoner of backend `reasoner` (transformers: the Qwen of `family`, qwen2_5_vl by default or qwen3_vl;
+    sam3_concept: a tiny Sam3Model) and the segmenter of backend `segmenter`."""
     from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
+    from segzero_ros.tiny.sam_transformers import ensure_tiny_sam
 
     root = cache_root or default_cache_root()
-    chosen = "qwen2_5_vl" if family == "auto" else family
-    reasoner = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root, chosen)), device=device)
-    return PipelineConfig(reasoner=reasoner, segmenter=tiny_segmenter_config(segmenter, root, device,
-                                                                             **segmenter_options))
+    if reasoner == "sam3_concept":
+        reasoner_config = backend("reasoner", reasoner).make_config(model=str(ensure_tiny_sam(reasoner, root)),
+                                                                    device=device)
+    elif reasoner == "transformers":
+        chosen = "qwen2_5_vl" if family == "auto" else family
+        reasoner_config = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root, chosen)), device=device)
+    else:
+        raise ValueError(f"there is no tiny model for reasoner backend {reasoner!r} (tiny: transformers, sam3_concept)")
+    assert isinstance(reasoner_config, ReasonerConfig)
+    return PipelineConfig(reasoner=reasoner_config, segmenter=tiny_segmenter_config(segmenter, root, device,
+                                                                                    **segmenter_options))
 
 
 def tiny_segmenter_config(segmenter: str = "sam2", cache_root: Path | None = None, device: str = "cpu",

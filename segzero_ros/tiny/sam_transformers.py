@@ -31,7 +31,9 @@ class TinySamRecipe:
 
 SAM3 = TinySamRecipe("sam3", "1", 224)
 EDGETAM = TinySamRecipe("edgetam", "1", 256)
-RECIPES = {recipe.backend: recipe for recipe in (SAM3, EDGETAM)}
+SAM3_CONCEPT = TinySamRecipe("sam3_concept", "1", 224)
+"""Sam3Model (the concept detector, with a 1-layer CLIP text tower over a byte-level vocabulary)."""
+RECIPES = {recipe.backend: recipe for recipe in (SAM3, EDGETAM, SAM3_CONCEPT)}
 
 _SMALL_HEADS: dict[str, Any] = {
     "prompt_encoder_config": {"hidden_size": 128},
@@ -84,22 +86,62 @@ def tiny_video_config(recipe: TinySamRecipe) -> Any:
         perceiver_resampler_num_layers=1, **{**heads, "prompt_encoder_config": {**prompt, "patch_size": 16}})
 
 
+def tiny_concept_config(recipe: TinySamRecipe, tokenizer: Any) -> Any:
+    import transformers
+
+    hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
+    size, hidden = recipe.image_size, 64
+    backbone = {"model_type": "sam3_vit_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "image_size": size, "patch_size": 14, "window_size": 8,
+                "global_attn_indexes": [1], "pretrain_image_size": size}
+    layers = {"num_attention_heads": 2, "intermediate_size": 128}
+    return hf.Sam3Config(
+        vision_config={"backbone_config": backbone, "fpn_hidden_size": hidden},
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "num_hidden_layers": 1, "projection_dim": hidden,
+                     "max_position_embeddings": 32, "bos_token_id": tokenizer.bos_token_id,
+                     "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id, **layers},
+        geometry_encoder_config={"hidden_size": hidden, "num_layers": 1, **layers},
+        detr_encoder_config={"hidden_size": hidden, "num_layers": 1, **layers},
+        detr_decoder_config={"hidden_size": hidden, "num_layers": 1, "num_queries": 8, **layers},
+        mask_decoder_config={"hidden_size": hidden, "num_attention_heads": 2})
+
+
+def tiny_clip_tokenizer() -> Any:
+    """CLIP's tokenizer over a vocabulary of single bytes (no merges): offline, and enough to run the text tower."""
+    import transformers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
+    characters = list(bytes_to_unicode().values())  # type: ignore[no-untyped-call]
+    vocab = {character: index for index, character in enumerate(characters)}
+    vocab.update({character + "</w>": len(characters) + index for index, character in enumerate(characters)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    return hf.CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+
+
 def build_tiny_sam(output_dir: Path, recipe: TinySamRecipe, seed: int = 0) -> None:
     import torch
     import transformers
 
     hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
     size = recipe.image_size
+    tokenizer = tiny_clip_tokenizer() if recipe is SAM3_CONCEPT else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        video_class = hf.Sam3TrackerVideoModel if recipe is SAM3 else hf.EdgeTamVideoModel
-        model = video_class(tiny_video_config(recipe)).eval()
-    image_processor_class = hf.Sam3ImageProcessor if recipe is SAM3 else hf.Sam2ImageProcessor
-    mask_side = 4 * size // (14 if recipe is SAM3 else 16)
+        if recipe is SAM3_CONCEPT:
+            model = hf.Sam3Model(tiny_concept_config(recipe, tokenizer)).eval()
+        else:
+            video_class = hf.Sam3TrackerVideoModel if recipe is SAM3 else hf.EdgeTamVideoModel
+            model = video_class(tiny_video_config(recipe)).eval()
+    image_processor_class = hf.Sam2ImageProcessor if recipe is EDGETAM else hf.Sam3ImageProcessor
+    mask_side = 4 * size // (16 if recipe is EDGETAM else 14)
     image_processor = image_processor_class(size={"height": size, "width": size},
                                             mask_size={"height": mask_side, "width": mask_side})
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
-    image_processor.save_pretrained(output_dir)
+    if tokenizer is not None:
+        hf.Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(output_dir)
+    else:
+        image_processor.save_pretrained(output_dir)
     marker = {"backend": recipe.backend, "recipe_version": recipe.version, "image_size": size, "seed": seed}
     (output_dir / RECIPE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

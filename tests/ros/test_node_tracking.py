@@ -193,6 +193,35 @@ def test_the_node_follows_the_commanded_object_frame_by_frame_exactly_as_the_tra
     assert wiring.planner.stop_tracking() == (False, "nothing was being tracked")
 
 
+@pytest.mark.parametrize("backend", ["sam3", "edgetam"])
+def test_the_node_tracks_with_the_transformers_backends_as_their_tracker_does(make_node, wiring, tiny_cache_root,
+                                                                            backend):
+    """segmenter.backend sam3 / edgetam: the command's mask from the image model, then ~/tracked from the video
+    model of the same checkpoint, mask for mask as the tracker run directly."""
+    from segzero_ros.tiny import tiny_segmenter_config
+
+    config = tiny_segmenter_config(backend, tiny_cache_root)
+    node = make_node(**{"segmenter.backend": backend, "segmenter.model": config.model})
+    frames = moving_disc(4)
+    wiring.send_image(node, frame_message(frames[0], 300))
+    result = wiring.command("the red disc")
+    assert result.success and result.segmenter_name.startswith(f"{backend}:"), result.error
+    received = [wiring.tracked_frame(300)]
+    for index in range(1, len(frames)):
+        wiring.send_image(node, frame_message(frames[index], 300 + index))
+        received.append(wiring.tracked_frame(300 + index))
+    oracle = build_tracker(config)
+    try:
+        box, points = prompt_of(result)
+        expected = [oracle.start(frames[0], ObjectPrompt(box, points)), *(oracle.track(frame) for frame in frames[1:])]
+    finally:
+        oracle.close()
+    for msg, want in zip(received, expected, strict=True):
+        assert msg.present == want.present and msg.score == pytest.approx(want.score, abs=1e-6)
+        if want.present:
+            np.testing.assert_array_equal(pixels_of(msg.mask), want.mask)
+
+
 def test_unusable_frames_and_size_changes_end_the_track_clearly_and_reacquire_reruns_the_command(make_node, wiring):
     node = make_node()
     frames = moving_disc(3)
