@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig
+from segzero_ros.config import Sam2SegmenterConfig
 from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.segmentation.base import Segmenter
