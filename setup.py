@@ -30,7 +30,7 @@ setup(
         # Reasoner + SAM2 in PyTorch: what `segzero infer` and the node need.
         # timm: EdgeTAM's RepViT image encoder (transformers builds it through timm).
         "infer": [*TORCH, "transformers>=5.0", "tokenizers>=0.21", "accelerate>=1.0", "sam2>=1.0",
-                  "huggingface_hub>=0.26", "timm>=1.0"],
+                  "huggingface_hub>=0.26", "timm>=1.0", "tqdm>=4.66"],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         # scipy: the Hungarian matching of VisionReasoner's accuracy reward.
         "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0", "scipy>=1.10"],

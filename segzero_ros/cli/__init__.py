@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "segzero_ros.cli.export",
     "segzero_ros.cli.infer",
     "segzero_ros.cli.eval",
+    "segzero_ros.cli.track",
     "segzero_ros.cli.train",
 )
 
