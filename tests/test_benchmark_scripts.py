@@ -36,3 +36,10 @@ def test_families_benchmark_explains_itself():
                                text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     assert "--frames" in completed.stdout and "Visual tokens per frame size" in completed.stdout
+
+
+def test_segmenters_benchmark_explains_itself():
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "bench_segmenters.py"), "--help"],
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "sam3" in completed.stdout and "edgetam" in completed.stdout and "--frames" in completed.stdout
