@@ -60,8 +60,8 @@ def build(name: str) -> tuple[Any, Any, int]:
     import transformers
 
     from segzero_ros.segmentation.transformers_sam import EDGETAM, SAM3, LoadedSam, TransformersSamSegmenter
-    from segzero_ros.tracking.transformers_sam_tracker import TransformersSamTracker
     from segzero_ros.tiny.sam_transformers import EDGETAM as TINY_EDGETAM
+    from segzero_ros.tracking.transformers_sam_tracker import TransformersSamTracker
 
     hf: Any = transformers
     classes = SAM3 if name == "sam3" else EDGETAM

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.config import DEFAULT_SAM2_MODEL, Sam2SegmenterConfig, widen
+from segzero_ros.config import DEFAULT_SAM2_MODEL, Sam2SegmenterConfig, SegmenterConfig, widen
 from segzero_ros.errors import SegZeroError
 
 EXPORT_EPILOG = f"""\
@@ -20,6 +20,11 @@ Examples:
       --out models/sam2-l --fp16
   segzero export-sam2 --model {DEFAULT_SAM2_MODEL} --out models/sam2-l        (from the local Hugging Face cache)
   segzero export-sam2 --tiny --out /tmp/sam2-tiny                           (offline test model, meaningless masks)
+  segzero export-sam2 --backend edgetam --model ~/models/EdgeTAM-hf --out models/edgetam
+  segzero export-sam2 --backend sam3 --model facebook/sam3 --out models/sam3       (SAM3's tracker image path)
+--backend sam3 / edgetam export the image path of transformers' Sam3TrackerModel / EdgeTamModel as the same two
+graphs, so segmenter.backend onnxruntime / tensorrt run them (segmenter.onnx_dir); their tracking graphs are not
+exported (track with segmenter.backend sam3 / edgetam on torch).
 An existing export of the same checkpoint, config and size is kept (use --force to redo it).
 """
 
@@ -34,17 +39,22 @@ def add_parser(subparsers: Any) -> None:
     """Registers two subcommands: export-sam2 and build-engine."""
     export = subparsers.add_parser(
         "export-sam2",
-        help="export SAM2 to ONNX (image encoder + prompt decoder) with a manifest",
-        description="Export the SAM2 image predictor path to two ONNX graphs (opset 18, dynamic number of "
+        help="export SAM2 (or SAM3's tracker / EdgeTAM) to ONNX (image encoder + prompt decoder) with a manifest",
+        description="Export the image predictor path of SAM2 (or of transformers' SAM3 tracker / EdgeTAM, "
+        "--backend) to two ONNX graphs (opset 18, dynamic number of "
         "prompt points), check them (onnx.checker, shape inference, TensorRT operator allow-list) and "
         "write sam2_onnx.json beside them.",
         epilog=EXPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    export.add_argument("--backend", choices=EXPORT_BACKENDS, default="sam2",
+                        help="the model family: sam2 (the sam2 package, default), sam3 or edgetam (transformers)")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="local SAM2 .pt checkpoint (--config too, unless a released file name)")
-    source.add_argument("--model", help="SAM2 Hugging Face id, resolved through the local hub cache")
-    source.add_argument("--tiny", action="store_true", help="the tiny offline SAM2 (random weights, 256 px)")
+    source.add_argument("--model", help="Hugging Face id (resolved through the local hub cache) or, for sam3 / "
+                        "edgetam, a local transformers model folder")
+    source.add_argument("--tiny", action="store_true",
+                        help="the backend's tiny offline model (random weights; SAM2 256 px, SAM3 224, EdgeTAM 256)")
     export.add_argument("--config", help="sam2 package config, e.g. configs/sam2.1/sam2.1_hiera_l.yaml")
     export.add_argument("--image-size", type=int, help="encoder input side (default: the config's, 1024)")
     export.add_argument("--out", required=True, type=Path, help="output folder (created)")
@@ -74,6 +84,9 @@ def report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+EXPORT_BACKENDS = ("sam2", "sam3", "edgetam")
+
+
 def source_config(args: argparse.Namespace) -> Sam2SegmenterConfig:
     if args.tiny:
         from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
@@ -86,10 +99,28 @@ def source_config(args: argparse.Namespace) -> Sam2SegmenterConfig:
     return Sam2SegmenterConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
 
 
+def transformers_source_config(args: argparse.Namespace) -> SegmenterConfig:
+    """The sam3 / edgetam segmenter config an export reads (its model: --model or the tiny one)."""
+    from segzero_ros.registry import backend
+
+    if args.checkpoint is not None or args.config is not None or args.image_size is not None or args.tracking:
+        raise SegZeroError(f"--backend {args.backend} takes --model DIR|ID or --tiny; --checkpoint, --config, "
+                           "--image-size and --tracking are for SAM2")
+    if args.tiny:
+        from segzero_ros.tiny import tiny_segmenter_config
+
+        return tiny_segmenter_config(args.backend)
+    config = backend("segmenter", args.backend).make_config(model=args.model, device="cpu")
+    assert isinstance(config, SegmenterConfig)
+    return config
+
+
 def run_export(args: argparse.Namespace) -> int:
     from segzero_ros.export.onnx_export import export_matches, export_sam2_onnx, load_sam2_source, resolve_checkpoint
     from segzero_ros.segmentation.manifest import load_manifest, sha256_of_file
 
+    if args.backend != "sam2":
+        return run_transformers_export(args)
     config = source_config(args)
     config_name, checkpoint = resolve_checkpoint(config)
     report(f"hashing checkpoint {checkpoint} ...")
@@ -108,14 +139,41 @@ def run_export(args: argparse.Namespace) -> int:
         report("exporting the tracking graphs (built as sam2's video predictor)")
         model, _ = build_sam2_model(config, video=True)
         manifest = add_tracking_graphs(args.out, model)
+    report_graphs(manifest)
+    print(args.out)
+    return 0
+
+
+def run_transformers_export(args: argparse.Namespace) -> int:
+    from segzero_ros.export.onnx_export import (
+        export_matches,
+        export_transformers_sam_onnx,
+        transformers_export_name,
+        weights_sha256,
+    )
+    from segzero_ros.segmentation.manifest import load_manifest
+
+    config = transformers_source_config(args)
+    precisions = ["fp32", "fp16"] if args.fp16 else ["fp32"]
+    weights = weights_sha256(str(config.model))
+    if (not args.force and weights
+            and export_matches(args.out, weights, transformers_export_name(config), None, precisions)):
+        report(f"{args.out} already holds this export (same weights); --force redoes it")
+        manifest = load_manifest(args.out)
+    else:
+        manifest = export_transformers_sam_onnx(config, args.out, fp16=args.fp16, report=report)
+    report_graphs(manifest)
+    print(args.out)
+    return 0
+
+
+def report_graphs(manifest: Any) -> None:
     for precision in manifest.precisions:
         files = ", ".join(manifest.graph(precision, role).file for role in ("encoder", "decoder"))
         report(f"{precision}: {files}")
     if manifest.tracking is not None:
         report(f"tracking: {', '.join(spec.file for spec in manifest.tracking.graphs.values())}, "
-                 f"{manifest.tracking.constants}")
-    print(args.out)
-    return 0
+               f"{manifest.tracking.constants}")
 
 
 def run_build_engine(args: argparse.Namespace) -> int:

@@ -113,21 +113,37 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
     The manifest is removed first and written last: a folder with a manifest always holds the graphs it
     describes, even if an export is interrupted.
     """
-    import onnx
-    import torch
-
     from segzero_ros.export.wrappers import (
         Sam2ImageEncoderGraph,
         Sam2PromptDecoderGraph,
         frozen_position_embedding,
     )
 
+    model = source.model
+    decoder_settings = model.sam_mask_decoder
+    info = Sam2ModelInfo(
+        config=source.config, checkpoint=source.checkpoint, checkpoint_sha256=source.checkpoint_sha256,
+        image_size=int(model.image_size), mask_threshold=0.0,
+        dynamic_multimask_via_stability=bool(decoder_settings.dynamic_multimask_via_stability),
+        dynamic_multimask_stability_delta=float(decoder_settings.dynamic_multimask_stability_delta),
+        dynamic_multimask_stability_thresh=float(decoder_settings.dynamic_multimask_stability_thresh),
+    )
+    return write_export(Sam2ImageEncoderGraph(model).eval(), Sam2PromptDecoderGraph(model).eval(), info, out_dir,
+                        mean=IMAGE_MEAN, std=IMAGE_STD, packages=("sam2", "torch", "onnx", "onnxscript"), fp16=fp16,
+                        opset=opset, report=report, tracing=lambda: frozen_position_embedding(model))
+
+
+def write_export(encoder: Any, decoder: Any, info: Sam2ModelInfo, out_dir: Path, *, mean: Sequence[float],
+                 std: Sequence[float], packages: Sequence[str], fp16: bool = False, opset: int = DEFAULT_OPSET,
+                 report: Report = _silent, tracing: Any = contextlib.nullcontext) -> Sam2OnnxManifest:
+    """Export an encoder and a decoder module of the graph contract (see wrappers.py), check both, write the
+    manifest last. `tracing` gives a context the encoder is traced in (e.g. a frozen position embedding)."""
+    import onnx
+    import torch
+
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
-    model = source.model
-    size = int(model.image_size)
-    encoder = Sam2ImageEncoderGraph(model).eval()
-    decoder = Sam2PromptDecoderGraph(model).eval()
+    size = info.image_size
     image = torch.rand(1, 3, size, size) * 255.0
     with torch.no_grad():
         features = encoder(image)
@@ -136,8 +152,7 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
 
     encoder_path = out_dir / GRAPH_FILES["fp32"][ENCODER]
     decoder_path = out_dir / GRAPH_FILES["fp32"][DECODER]
-    with _step(report, f"exporting image encoder ({size}×{size} input, opset {opset})"), \
-            frozen_position_embedding(model):
+    with _step(report, f"exporting image encoder ({size}×{size} input, opset {opset})"), tracing():
         _export(encoder, (image,), encoder_path, input_names=ENCODER_INPUTS, output_names=ENCODER_OUTPUTS,
                 opset=opset, dynamic_shapes=None)
     num_points = torch.export.Dim("num_points", min=1, max=EXPORT_MAX_POINTS)
@@ -149,23 +164,15 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
     graphs: dict[str, dict[str, GraphSpec]] = {}
     with _step(report, "checking fp32 graphs (onnx.checker, strict shape inference, TensorRT allow-list)"):
         graphs["fp32"] = {role: _checked_spec(out_dir / name) for role, name in GRAPH_FILES["fp32"].items()}
-    actual_opset = _opset_of(encoder_path, onnx)
-    decoder_settings = model.sam_mask_decoder
     manifest = Sam2OnnxManifest(
-        model=Sam2ModelInfo(
-            config=source.config, checkpoint=source.checkpoint, checkpoint_sha256=source.checkpoint_sha256,
-            image_size=size, mask_threshold=0.0,
-            dynamic_multimask_via_stability=bool(decoder_settings.dynamic_multimask_via_stability),
-            dynamic_multimask_stability_delta=float(decoder_settings.dynamic_multimask_stability_delta),
-            dynamic_multimask_stability_thresh=float(decoder_settings.dynamic_multimask_stability_thresh),
-        ),
-        opset=actual_opset,
+        model=info,
+        opset=_opset_of(encoder_path, onnx),
         graphs=graphs,
-        versions=_versions("sam2", "torch", "onnx", "onnxscript"),
+        versions=_versions(*packages),
         preprocessing={
             "encoder_input": f"RGB float32 1x3x{size}x{size}, values 0..255, resized with antialiased bilinear "
                              "(torchvision Resize on tensors); /255 and mean/std normalisation happen in the graph",
-            "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD),
+            "mean": list(mean), "std": list(std),
             "point_coords": f"x/W*{size}, y/H*{size} of original-image pixels; box as two corners first",
             "point_labels": "int32: 1 positive, 0 negative, 2 box top-left, 3 box bottom-right",
             "masks": "logits of all 4 mask tokens (0 = single-mask output, 1-3 = multimask outputs); "
@@ -178,6 +185,57 @@ def export_sam2_onnx(source: Sam2Source, out_dir: Path, *, fp16: bool = False, o
     manifest.save(out_dir)
     report(f"wrote {out_dir / MANIFEST_FILENAME}")
     return manifest
+
+
+def export_transformers_sam_onnx(config: SegmenterConfig, out_dir: Path, *, fp16: bool = False,
+                                 opset: int = DEFAULT_OPSET, report: Report = _silent) -> Sam2OnnxManifest:
+    """The image path of a transformers SAM3-tracker or EdgeTAM checkpoint (`segmenter.backend` sam3 or edgetam,
+    `segmenter.model`) as the same two graphs as a SAM2 export, for the onnxruntime and tensorrt backends."""
+    from segzero_ros.export.transformers_sam_graphs import TransformersSamDecoderGraph, TransformersSamEncoderGraph
+    from segzero_ros.segmentation.transformers_sam import load_sam
+
+    report(f"loading {config.backend} {config.model} ...")
+    loaded = load_sam(dataclasses.replace(config, device="cpu"))
+    model = loaded.model.float().eval()
+    image_processor = loaded.processor.image_processor
+    decoder_settings = model.config.mask_decoder_config
+    info = Sam2ModelInfo(
+        config=transformers_export_name(config), checkpoint=str(config.model),
+        checkpoint_sha256=weights_sha256(str(config.model)),
+        image_size=int(image_processor.size["height"]), mask_threshold=0.0,
+        dynamic_multimask_via_stability=bool(decoder_settings.dynamic_multimask_via_stability),
+        dynamic_multimask_stability_delta=float(decoder_settings.dynamic_multimask_stability_delta),
+        dynamic_multimask_stability_thresh=float(decoder_settings.dynamic_multimask_stability_thresh),
+    )
+    mean, std = tuple(image_processor.image_mean), tuple(image_processor.image_std)
+    return write_export(TransformersSamEncoderGraph(model, mean, std).eval(), TransformersSamDecoderGraph(model).eval(),
+                        info, out_dir, mean=mean, std=std, packages=("transformers", "torch", "onnx", "onnxscript"),
+                        fp16=fp16, opset=opset, report=report)
+
+
+def transformers_export_name(config: SegmenterConfig) -> str:
+    """What a transformers export records as its config (a SAM2 export records its sam2 config name)."""
+    return f"transformers:{config.backend}"
+
+
+def weights_sha256(model: str) -> str:
+    """One digest over a transformers model's weight files (a local folder, or a hub id already in the local
+    cache), so a re-export of the same weights is recognised; "" when they cannot be found."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(model, local_files_only=True))
+        except Exception:  # not cached (or not a hub id): nothing to compare against
+            return ""
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not weights:
+        return ""
+    digest = hashlib.sha256()
+    for path in weights:
+        digest.update(f"{path.name}:{sha256_of_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def add_fp16_graphs(out_dir: Path, report: Report = _silent) -> Sam2OnnxManifest:
