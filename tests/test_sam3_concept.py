@@ -1,5 +1,7 @@
-"""reasoner.backend sam3_concept: SAM3's concept detector (a tiny Sam3Model built offline) answering with every
-instance of the command as an object, against Sam3Model + post_process_instance_segmentation called directly."""
+"""reasoner.backend sam3_concept: SAM3's concept detector (the tiny SAM3 checkpoint built offline, which holds
+Sam3Model and the tracker as facebook/sam3 does) answering with every instance of the command as an object,
+against Sam3Model + post_process_instance_segmentation called directly; with the sam3 segmenter and tracker on
+the same checkpoint, one backbone and one encoding per image, results unchanged."""
 
 from __future__ import annotations
 
@@ -78,3 +80,52 @@ def test_nothing_above_the_threshold_is_not_found_and_instances_are_segmented(co
     assert nothing.error_kind is ErrorKind.NOT_FOUND and not nothing.ok
     assert found.ok and len(found.objects) == 2 and found.segmenter_name.startswith("sam3:")
     assert all(obj.mask is not None and obj.mask.shape == (120, 160) for obj in found.objects)
+
+
+def test_with_the_sam3_segmenter_one_backbone_encodes_each_image_once(concept_model, tiny_cache_root):
+    """Reasoner, segmenter and tracker of one checkpoint hold one backbone module; a command runs it once (the
+    segmenter reuses the reasoner's encoding) and the masks equal Sam3TrackerModel loaded on its own."""
+    import torch
+    from transformers import Sam3TrackerModel
+
+    from segzero_ros.backends import build_tracker
+    from segzero_ros.segmentation.shared_backbone import cache_of
+    from segzero_ros.segmentation.transformers_sam import load_sam, prompt_lists
+
+    image = moving_disc(1)[0]
+    segmenter_config = tiny_segmenter_config("sam3", tiny_cache_root)
+    pipeline = build_pipeline(PipelineConfig(
+        reasoner=Sam3ConceptReasonerConfig(model=str(concept_model), device="cpu", score_threshold=0.25,
+                                           max_objects=2),
+        segmenter=segmenter_config))
+    tracker = build_tracker(segmenter_config)
+    try:
+        reasoner_model = pipeline.reasoner._model  # type: ignore[attr-defined]
+        segmenter_model = pipeline.segmenter._loaded.model  # type: ignore[attr-defined]
+        tracker_model = tracker._loaded.model  # type: ignore[attr-defined]
+        backbone = reasoner_model.vision_encoder.backbone
+        assert segmenter_model.vision_encoder.backbone is backbone is tracker_model.vision_encoder.backbone
+        assert segmenter_model.vision_encoder.neck is not reasoner_model.vision_encoder.neck  # necks differ
+        cache = cache_of(reasoner_model)
+        assert cache is not None
+        computed, reused = cache.computed, cache.reused
+        result = pipeline.run(image, "the red disc")
+        assert (cache.computed - computed, cache.reused - reused) == (1, 1)
+        tracker.start(image, result.objects[0].prompt)
+        assert (cache.computed - computed, cache.reused - reused) == (1, 2)  # the tracker's first frame too
+    finally:
+        pipeline.close()
+        tracker.close()
+
+    alone = Sam3TrackerModel.from_pretrained(str(concept_model)).eval()
+    processor = load_sam(segmenter_config).processor
+    assert len(result.objects) == 2
+    for found in result.objects:
+        inputs = processor(images=image, return_tensors="pt", **prompt_lists(found.prompt))
+        with torch.inference_mode():
+            outputs = alone(**{k: v for k, v in inputs.items() if k != "original_sizes"}, multimask_output=True)
+        masks = processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"])[0][0].numpy()
+        scores = outputs.iou_scores[0, 0].numpy()
+        best = int(np.argmax(scores))
+        assert found.score == pytest.approx(float(scores[best]), abs=1e-6)
+        assert np.array_equal(found.mask, masks[best])

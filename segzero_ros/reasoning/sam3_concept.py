@@ -10,7 +10,8 @@ downstream (node, tracking, 3D) is the same.
 
 When to use which: a reasoner model (Seg-Zero, VisionReasoner, a Qwen3-VL fine-tune) for commands that need
 reasoning ("the thing I can cut bread with"); sam3_concept for plain noun phrases ("the red mug", "all cups")
-where a 7B model is too slow or too big for the robot.
+where a 7B model is too slow or too big for the robot. With `segmenter.backend: sam3` on the same checkpoint
+both hold one backbone and encode each image once (`segzero_ros.segmentation.shared_backbone`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput
+from segzero_ros.segmentation.shared_backbone import share_backbone
 
 
 def deepest_point(mask: np.ndarray, box: Box) -> Point:
@@ -73,6 +75,7 @@ class Sam3ConceptReasoner(BatchReasonerBase):
         except Exception as exc:
             raise _load_error(source, exc) from exc
         model.to(device=device, dtype=dtype).eval()
+        share_backbone(model, source, device, dtype)  # with a sam3 segmenter / tracker of the same checkpoint
         return cls(model, processor, config, device, dtype)
 
     @property

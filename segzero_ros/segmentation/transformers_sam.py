@@ -31,6 +31,7 @@ from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
+from segzero_ros.segmentation.shared_backbone import share_backbone
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def load_sam(config: SegmenterConfig, *, video: bool = False) -> LoadedSam:
     except Exception as exc:
         raise _load_error(config, classes, source, exc) from exc
     model.to(device=device, dtype=dtype).eval()
+    share_backbone(model, source, device, dtype)  # one backbone with the other models of this checkpoint
     return LoadedSam(model, processor, device, dtype, f"{config.backend}:{Path(source).name or source}")
 
 

@@ -1,9 +1,11 @@
-"""Tiny SAM3-tracker and EdgeTAM models built offline from configs (random weights, real architectures), saved
-as one folder that both the image model and the video model load, like a released checkpoint.
+"""Tiny SAM3 and EdgeTAM models built offline from configs (random weights, real architectures), each saved as
+one folder that all its classes load, like a released checkpoint.
 
-SAM3's tracker: a 2-layer ViT backbone at 224 px. EdgeTAM: timm's RepViT-M1 backbone (randomly initialised) at
-256 px with a small perceiver memory. Their masks mean nothing; they run the same transformers code paths as
-the released models, for tests and `--tiny` smoke runs.
+SAM3: a whole Sam3VideoModel (the concept detector with a 1-layer CLIP text tower over a byte vocabulary, and the
+tracker) on one 2-layer ViT backbone at 224 px, laid out as facebook/sam3 is, so Sam3Model, Sam3TrackerModel and
+Sam3TrackerVideoModel all load it and share that backbone's weights. EdgeTAM: timm's RepViT-M1 backbone (randomly
+initialised) at 256 px with a small perceiver memory. Their masks mean nothing; they run the same transformers
+code paths as the released models, for tests and `--tiny` smoke runs.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ class TinySamRecipe:
         return f"tiny-{self.backend}-{self.image_size}px-r{self.version}"
 
 
-SAM3 = TinySamRecipe("sam3", "1", 224)
+SAM3 = TinySamRecipe("sam3", "2", 224)
 EDGETAM = TinySamRecipe("edgetam", "1", 256)
-SAM3_CONCEPT = TinySamRecipe("sam3_concept", "1", 224)
-"""Sam3Model (the concept detector, with a 1-layer CLIP text tower over a byte-level vocabulary)."""
-RECIPES = {recipe.backend: recipe for recipe in (SAM3, EDGETAM, SAM3_CONCEPT)}
+RECIPES = {"sam3": SAM3, "edgetam": EDGETAM, "sam3_concept": SAM3}
+"""By backend: the sam3 segmenter and the sam3_concept reasoner load the same folder, as with facebook/sam3."""
 
 _SMALL_HEADS: dict[str, Any] = {
     "prompt_encoder_config": {"hidden_size": 128},
@@ -46,7 +47,8 @@ _SMALL_HEADS: dict[str, Any] = {
 
 
 def ensure_tiny_sam(backend: str, cache_root: Path | None = None) -> Path:
-    """Folder with the tiny model of `backend` (sam3 or edgetam) and its image processor; built if missing."""
+    """Folder with the tiny model of `backend` (sam3, sam3_concept or edgetam) and its processor; built if
+    missing."""
     if backend not in RECIPES:
         raise ValueError(f"there is no tiny {backend} model; tiny ones: {', '.join(RECIPES)}")
     recipe = RECIPES[backend]
@@ -86,11 +88,20 @@ def tiny_video_config(recipe: TinySamRecipe) -> Any:
         perceiver_resampler_num_layers=1, **{**heads, "prompt_encoder_config": {**prompt, "patch_size": 16}})
 
 
+def tiny_sam3_config(tokenizer: Any) -> Any:
+    """Sam3VideoConfig: the concept detector and the tracker on one backbone (the same ViT settings in both)."""
+    import transformers
+
+    hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
+    return hf.Sam3VideoConfig(detector_config=tiny_concept_config(SAM3, tokenizer).to_dict(),
+                              tracker_config=tiny_video_config(SAM3).to_dict())
+
+
 def tiny_concept_config(recipe: TinySamRecipe, tokenizer: Any) -> Any:
     import transformers
 
     hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
-    size, hidden = recipe.image_size, 64
+    size, hidden = recipe.image_size, 128
     backbone = {"model_type": "sam3_vit_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                 "num_attention_heads": 2, "image_size": size, "patch_size": 14, "window_size": 8,
                 "global_attn_indexes": [1], "pretrain_image_size": size}
@@ -125,23 +136,36 @@ def build_tiny_sam(output_dir: Path, recipe: TinySamRecipe, seed: int = 0) -> No
 
     hf: Any = transformers  # its partial annotations trip mypy --strict; use it untyped
     size = recipe.image_size
-    tokenizer = tiny_clip_tokenizer() if recipe is SAM3_CONCEPT else None
+    tokenizer = tiny_clip_tokenizer() if recipe is SAM3 else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if recipe is SAM3_CONCEPT:
-            model = hf.Sam3Model(tiny_concept_config(recipe, tokenizer)).eval()
+        if recipe is SAM3:
+            model = hf.Sam3VideoModel(tiny_sam3_config(tokenizer)).eval()
         else:
-            video_class = hf.Sam3TrackerVideoModel if recipe is SAM3 else hf.EdgeTamVideoModel
-            model = video_class(tiny_video_config(recipe)).eval()
+            model = hf.EdgeTamVideoModel(tiny_video_config(recipe)).eval()
     image_processor_class = hf.Sam2ImageProcessor if recipe is EDGETAM else hf.Sam3ImageProcessor
     mask_side = 4 * size // (16 if recipe is EDGETAM else 14)
     image_processor = image_processor_class(size={"height": size, "width": size},
                                             mask_size={"height": mask_side, "width": mask_side})
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
+    if recipe is SAM3:
+        save_hub_layout(model, output_dir)
+    else:
+        model.save_pretrained(output_dir)
     if tokenizer is not None:
         hf.Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(output_dir)
     else:
         image_processor.save_pretrained(output_dir)
     marker = {"backend": recipe.backend, "recipe_version": recipe.version, "image_size": size, "seed": seed}
     (output_dir / RECIPE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def save_hub_layout(model: Any, output_dir: Path) -> None:
+    """Config + weights under the model's own parameter names, as facebook/sam3 stores them. (transformers 5.25's
+    save_pretrained of a Sam3VideoModel writes `tracker_model.tracker_model.*`, which Sam3TrackerModel then
+    cannot load.)"""
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(output_dir)
+    weights = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(weights, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
