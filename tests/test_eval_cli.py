@@ -321,3 +321,23 @@ def test_vision_reasoner_runs_score_union_masks_and_not_found(tmp_path, capsys):
     assert summary["failures"] == {"not_found": 2}
     printed = capsys.readouterr().out
     assert "not-found accuracy 0.5000 (1/2 samples without a target answered not_found)" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reasoner, segmenter", [("sam3_concept", "sam3"), ("transformers", "edgetam")])
+def test_tiny_evaluation_with_the_transformers_sam_backends(tmp_path, capsys, tiny_cache_root, reasoner, segmenter):
+    """`segzero eval --tiny --reasoner.backend … --segmenter.backend …`: every sample answered and segmented by
+    the chosen backends (threshold 0: the random concept detector's instances all count)."""
+    from segzero_ros.data import generate_samples
+    from segzero_ros.data.folder import write_folder_dataset
+
+    write_folder_dataset(generate_samples(3, seed=0, size=64), tmp_path / "synthetic")
+    out = tmp_path / "run"
+    extra = ["--reasoner.score_threshold", "0"] if reasoner == "sam3_concept" else ["--max-new-tokens", "96"]
+    code = main(["eval", "--data", str(tmp_path / "synthetic"), "--out", str(out), "--tiny", "--no-progress",
+                 "--reasoner.backend", reasoner, "--segmenter.backend", segmenter, *extra])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["count"] == 3 and summary["failed"] == 0, summary["failures"]
+    records = list(read_jsonl(out / "results.jsonl"))
+    assert all(record["mask_pixels"] > 0 and record["segmenter"].startswith(f"{segmenter}:") for record in records)

@@ -13,6 +13,7 @@ torch and transformers are imported only when a model is loaded.
 from __future__ import annotations
 
 import gc
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,19 @@ def load_sam(config: SegmenterConfig, *, video: bool = False) -> LoadedSam:
     model.to(device=device, dtype=dtype).eval()
     share_backbone(model, source, device, dtype)  # one backbone with the other models of this checkpoint
     return LoadedSam(model, processor, device, dtype, f"{config.backend}:{Path(source).name or source}")
+
+
+class _SharedCheckpointNotice(logging.Filter):
+    """Drops transformers' warning that a `sam3_video` checkpoint instantiates a `sam3_tracker` model: that is how
+    facebook/sam3 serves its tracker classes, not a mistake the user should chase."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("You are using a model of type `sam3_video` to instantiate")
+                    and "sam3_tracker" in message)
+
+
+logging.getLogger("transformers.configuration_utils").addFilter(_SharedCheckpointNotice())
 
 
 def _processor(hf: Any, source: str, classes: SamClasses, video: bool) -> Any:
