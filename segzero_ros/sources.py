@@ -55,7 +55,7 @@ def bag_frames(path: Path, topic: str = "") -> Iterator[np.ndarray]:
         raise SourceError("reading bags needs the rosbags package: pip install rosbags") from exc
     from types import SimpleNamespace
 
-    from segzero_ros.ros.image_conversion import compressed_to_rgb8, image_to_rgb8
+    from segzero_ros.image_messages import compressed_to_rgb8, image_to_rgb8
 
     with AnyReader([path]) as reader:
         connections = [c for c in reader.connections if c.msgtype in IMAGE_TYPES and (not topic or c.topic == topic)]

@@ -89,8 +89,8 @@ def test_with_the_sam3_segmenter_one_backbone_encodes_each_image_once(concept_mo
     from transformers import Sam3TrackerModel
 
     from segzero_ros.backends import build_tracker
-    from segzero_ros.segmentation.shared_backbone import cache_of
     from segzero_ros.segmentation.transformers_sam import load_sam, prompt_lists
+    from segzero_ros.shared_backbone import cache_of
 
     image = moving_disc(1)[0]
     segmenter_config = tiny_segmenter_config("sam3", tiny_cache_root)

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from segzero_ros.segmentation.shared_backbone import cache_of, share_backbone  # noqa: E402
+from segzero_ros.shared_backbone import cache_of, share_backbone  # noqa: E402
 
 
 class Encoder(torch.nn.Module):

@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
         epilog=EXPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    export.add_argument("--backend", choices=EXPORT_BACKENDS, default="sam2",
+    export.add_argument("--backend", choices=EXPORT_FAMILIES, default="sam2",
                         help="the model family: sam2 (the sam2 package, default), sam3 or edgetam (transformers)")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="local SAM2 .pt checkpoint (--config too, unless a released file name)")
@@ -84,7 +84,7 @@ def report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-EXPORT_BACKENDS = ("sam2", "sam3", "edgetam")
+EXPORT_FAMILIES = ("sam2", "sam3", "edgetam")
 
 
 def source_config(args: argparse.Namespace) -> Sam2SegmenterConfig:

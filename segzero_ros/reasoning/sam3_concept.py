@@ -11,7 +11,7 @@ downstream (node, tracking, 3D) is the same.
 When to use which: a reasoner model (Seg-Zero, VisionReasoner, a Qwen3-VL fine-tune) for commands that need
 reasoning ("the thing I can cut bread with"); sam3_concept for plain noun phrases ("the red mug", "all cups")
 where a 7B model is too slow or too big for the robot. With `segmenter.backend: sam3` on the same checkpoint
-both hold one backbone and encode each image once (`segzero_ros.segmentation.shared_backbone`).
+both hold one backbone and encode each image once (`segzero_ros.shared_backbone`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput
-from segzero_ros.segmentation.shared_backbone import share_backbone
+from segzero_ros.shared_backbone import share_backbone
 
 
 def deepest_point(mask: np.ndarray, box: Box) -> Point:

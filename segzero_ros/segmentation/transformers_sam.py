@@ -32,7 +32,7 @@ from segzero_ros.devices import resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
-from segzero_ros.segmentation.shared_backbone import share_backbone
+from segzero_ros.shared_backbone import share_backbone
 
 
 @dataclass(frozen=True)

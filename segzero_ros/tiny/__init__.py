@@ -21,8 +21,8 @@ def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu", fa
                          segmenter: str = "sam2", reasoner: str = "transformers", **segmenter_options: object
                          ) -> PipelineConfig:
     """Pipeline config pointing at the tiny models, building them first if needed (~tens of seconds once): the
-    reasoner of backend `reasoner` (transformers: the Qwen of `family`, qwen2_5_vl by default or qwen3_vl;
-    sam3_concept: a tiny Sam3Model) and the segmenter of backend `segmenter`."""
+    reasoner of backend `reasoner` (sam3_concept: the tiny SAM3's detector; any other: the transformers reasoner
+    on the tiny Qwen of `family`, qwen2_5_vl by default or qwen3_vl) and the segmenter of backend `segmenter`."""
     from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
     from segzero_ros.tiny.sam_transformers import ensure_tiny_sam
 
@@ -30,11 +30,9 @@ def tiny_pipeline_config(cache_root: Path | None = None, device: str = "cpu", fa
     if reasoner == "sam3_concept":
         reasoner_config = backend("reasoner", reasoner).make_config(model=str(ensure_tiny_sam(reasoner, root)),
                                                                     device=device)
-    elif reasoner == "transformers":
+    else:  # transformers, and the backends with no model of their own to shrink (openai, scripted, plug-ins)
         chosen = "qwen2_5_vl" if family == "auto" else family
         reasoner_config = TransformersReasonerConfig(model=str(ensure_tiny_qwen(root, chosen)), device=device)
-    else:
-        raise ValueError(f"there is no tiny model for reasoner backend {reasoner!r} (tiny: transformers, sam3_concept)")
     assert isinstance(reasoner_config, ReasonerConfig)
     return PipelineConfig(reasoner=reasoner_config, segmenter=tiny_segmenter_config(segmenter, root, device,
                                                                                     **segmenter_options))
