@@ -131,3 +131,65 @@ def depth_to_array(msg: Any) -> np.ndarray:
     if msg.encoding not in DEPTH_ENCODINGS:
         raise ImageConversionError(f"depth image encoding {msg.encoding!r} is not one of {', '.join(DEPTH_ENCODINGS)}")
     return image_to_array(msg)
+
+
+COMPRESSED_DEPTH_HEADER = 12
+"""image_transport's compressed_depth prefix: int32 format (0 = inverse depth) and float32 depthParam[2]."""
+
+
+def compressed_depth_to_array(msg: Any) -> np.ndarray:
+    """Depth of a `compressedDepth` CompressedImage (image_transport's compressed_depth plugin, PNG): uint16 mm for
+    format "16UC1; compressedDepth …", float32 m for "32FC1; compressedDepth …" (stored as quantised inverse
+    depth: z = A / (v - B) with A, B from the header; v = 0 is no reading → NaN)."""
+    import cv2
+
+    encoding, _, compression = str(msg.format).partition(";")
+    encoding = encoding.strip()
+    if compression and "compresseddepth" not in compression.lower():
+        raise ImageConversionError(f"depth format {msg.format!r} is not image_transport's compressedDepth")
+    if "rvl" in compression.lower():
+        raise ImageConversionError(f"compressedDepth {msg.format!r}: RVL is not supported, only PNG (the "
+                                   "plugin's default; set its 'format' parameter to png)")
+    if encoding not in ("16UC1", "32FC1"):
+        raise ImageConversionError(f"compressedDepth of {encoding!r}: only 16UC1 and 32FC1 are depth encodings")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size <= COMPRESSED_DEPTH_HEADER:
+        raise ImageConversionError("compressedDepth image is empty or has no PNG after its header")
+    decoded = cv2.imdecode(data[COMPRESSED_DEPTH_HEADER:], cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 2:
+        raise ImageConversionError(f"cannot decode compressedDepth image (format {msg.format!r}): expected a "
+                                   "16-bit single-channel PNG after the header")
+    if encoding == "16UC1":
+        return np.asarray(decoded)
+    quant_a, quant_b = np.frombuffer(data[4:COMPRESSED_DEPTH_HEADER].tobytes(), dtype="<f4")
+    inverse = decoded.astype(np.float32)
+    with np.errstate(divide="ignore"):
+        depth = np.float32(quant_a) / (inverse - np.float32(quant_b))
+    depth[decoded == 0] = np.nan
+    return depth.astype(np.float32)
+
+
+def compress_depth(depth: np.ndarray, depth_max: float = 10.0, depth_quantization: float = 100.0) -> tuple[str, bytes]:
+    """(format, data) of a depth image as image_transport's compressed_depth plugin writes it (PNG): what a robot's
+    `…/compressedDepth` topic carries. uint16 (mm) → 16UC1 (readings beyond depth_max dropped); float32 (m) →
+    32FC1 as quantised inverse depth. For tests and recorded-data tools; the node only decodes."""
+    import cv2
+
+    if depth.dtype == np.uint16:
+        header = np.array([0], dtype="<i4").tobytes() + np.zeros(2, dtype="<f4").tobytes()
+        ok, png = cv2.imencode(".png", np.where(depth > np.uint16(min(depth_max * 1000.0, 65535)), 0, depth))
+        encoding = "16UC1"
+    elif depth.dtype == np.float32:
+        quant_a = depth_quantization * (depth_quantization + 1.0)
+        quant_b = 1.0 - quant_a / depth_max
+        valid = np.isfinite(depth) & (depth > 0) & (depth < depth_max)
+        inverse = np.zeros(depth.shape, dtype=np.uint16)
+        inverse[valid] = (quant_a / depth[valid] + quant_b).astype(np.uint16)
+        header = np.array([0], dtype="<i4").tobytes() + np.array([quant_a, quant_b], dtype="<f4").tobytes()
+        ok, png = cv2.imencode(".png", inverse)
+        encoding = "32FC1"
+    else:
+        raise ImageConversionError(f"compressedDepth holds uint16 (mm) or float32 (m) depth, got {depth.dtype}")
+    if not ok:
+        raise ImageConversionError("PNG encoding failed")
+    return f"{encoding}; compressedDepth png", header + png.tobytes()
