@@ -166,7 +166,7 @@ def compressed_depth_to_array(msg: Any) -> np.ndarray:
     with np.errstate(divide="ignore"):
         depth = np.float32(quant_a) / (inverse - np.float32(quant_b))
     depth[decoded == 0] = np.nan
-    return depth.astype(np.float32)
+    return np.asarray(depth, dtype=np.float32)
 
 
 def compress_depth(depth: np.ndarray, depth_max: float = 10.0, depth_quantization: float = 100.0) -> tuple[str, bytes]:
