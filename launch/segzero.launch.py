@@ -23,11 +23,16 @@ ARGUMENT_HELP = {
     "rviz_config": "RViz layout; default: the package's config/segzero.rviz",
     "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
     "depth_camera_info": "CameraInfo of the depth topic",
+    "dds_profile": "Fast DDS profile for the node (and RViz): 'auto' = the package's large-frame profile "
+                   "(config/fastdds_large_frames.xml) when spatial or tracking is on and FASTDDS_DEFAULT_PROFILES_FILE "
+                   "is unset; 'none'; or a path. The camera driver must use it too (export "
+                   "FASTDDS_DEFAULT_PROFILES_FILE where it starts): shared memory needs both ends",
     **{argument: argument_help(argument) for argument in PARAMETER_ARGUMENTS},
 }
 """Launch-only arguments described here; the ones that set node parameters describe themselves."""
 
-__all__ = ["ARGUMENT_HELP", "PARAMETER_ARGUMENTS", "generate_launch_description", "parameter_overrides"]
+__all__ = ["ARGUMENT_HELP", "PARAMETER_ARGUMENTS", "dds_profile", "generate_launch_description",
+           "parameter_overrides"]
 
 
 def rviz_installed() -> bool:
@@ -39,6 +44,19 @@ def rviz_installed() -> bool:
     except PackageNotFoundError:
         return False
     return True
+
+
+def dds_profile(value: dict[str, str], shipped: str) -> str:
+    """The Fast DDS profile file the node gets ("" = none): see the dds_profile argument."""
+    import os
+
+    choice = value.get("dds_profile", "auto").strip()
+    if choice.lower() == "none":
+        return ""
+    if choice.lower() != "auto":
+        return choice
+    wants_frames = any(value.get(name, "").strip().lower() == "true" for name in ("spatial", "tracking"))
+    return shipped if wants_frames and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") else ""
 
 
 def generate_launch_description() -> Any:
@@ -62,13 +80,18 @@ def generate_launch_description() -> Any:
         "log_level": "info",
         "use_rviz": "false",
         "rviz_config": os.path.join(share, "config", "segzero.rviz"),
+        "dds_profile": "auto",
     }
     defaults.update({argument: "" for argument in PARAMETER_ARGUMENTS})
 
     def launch_nodes(context: Any, *args: Any, **kwargs: Any) -> list[Any]:
         value = {name: LaunchConfiguration(name).perform(context) for name in defaults}
         image = value["image"]
-        nodes = [
+        profile = dds_profile(value, os.path.join(share, "config", "fastdds_large_frames.xml"))
+        environment = {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
+        nodes: list[Any] = [LogInfo(msg=f"Fast DDS profile {profile} (large depth and colour frames over shared "
+                                        "memory); start the camera driver with it too")] if profile else []
+        nodes += [
             Node(
                 package="segzero_ros",
                 executable="segzero_node",
@@ -78,6 +101,7 @@ def generate_launch_description() -> Any:
                 remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
                             ("depth", value["depth"]), ("depth_camera_info", value["depth_camera_info"])],
                 arguments=["--ros-args", "--log-level", value["log_level"]],
+                additional_env=environment,
                 output="screen",
                 emulate_tty=True,
             )
@@ -85,7 +109,7 @@ def generate_launch_description() -> Any:
         if value["use_rviz"].lower() == "true":
             if rviz_installed():
                 nodes.append(Node(package="rviz2", executable="rviz2", arguments=["-d", value["rviz_config"]],
-                                  output="log"))
+                                  additional_env=environment, output="log"))
             else:  # decided before anything starts: a failing rviz2 would leave the node orphaned
                 nodes.insert(0, LogInfo(msg="use_rviz:=true but rviz2 is not installed (apt install "
                                             "ros-$ROS_DISTRO-rviz2): starting the node without RViz"))

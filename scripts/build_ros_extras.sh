@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the upstream ROS 2 pieces PyPI lacks into the virtualenv, from ../shared/ros-tools (ROS machines
 # have them from apt): the launch system, launch_testing and the ros2 CLI (pure-Python wheels), and the
-# interface packages composition_interfaces (launch_ros imports it) and vision_msgs (the node's
-# Detection2D/3D outputs), built into the venv prefix. Without that folder it says so and exits 0: the node
-# then runs without its vision_msgs outputs and the launch/CLI tests skip.
+# interface packages composition_interfaces (launch_ros imports it), vision_msgs (the node's Detection2D/3D
+# outputs) and the subsets of object_recognition_msgs + moveit_msgs that carry CollisionObject (the node's
+# planning-scene output; needs the ros-shape-msgs wheel), built into the venv prefix. Without that folder it
+# says so and exits 0: the node then runs without those outputs and the launch/CLI tests skip.
 # Idempotent: wheels are reinstalled only when they change, a package that imports is not rebuilt.
 # Usage: scripts/build_ros_extras.sh [VENV]
 set -euo pipefail
@@ -15,7 +16,7 @@ TOOLS=${SEGZERO_ROS_TOOLS:-../shared/ros-tools}
 SOURCES=$TOOLS/src
 
 if [ ! -d "$SOURCES" ]; then
-  echo "[extras] $TOOLS not found: no launch/ros2 CLI tools, no vision_msgs (the node publishes no ~/detections*)"
+  echo "[extras] $TOOLS not found: no launch/ros2 CLI tools, no vision_msgs / moveit_msgs (no ~/detections*, no collision objects)"
   exit 0
 fi
 stamp=$VENV/.segzero-ros-tools-stamp
@@ -31,7 +32,7 @@ else
 fi
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH
 # package:module that proves it imports (composition_interfaces has services only)
-for entry in composition_interfaces:srv vision_msgs:msg; do
+for entry in composition_interfaces:srv vision_msgs:msg object_recognition_msgs:msg moveit_msgs:msg; do
   package=${entry%%:*}
   module=$package.${entry##*:}
   if "$PY" -c "import $module" 2>/dev/null; then

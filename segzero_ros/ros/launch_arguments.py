@@ -25,6 +25,8 @@ PARAMETER_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "max_image_age_s": ("max_image_age_s",),
     "spatial": ("spatial.enabled",),
     "tracking": ("tracking.enabled",),
+    "moveit": ("moveit.enabled",),
+    "compressed_depth": ("spatial.compressed_depth",),
     "tiny": ("tiny",),
 }
 """Launch argument → the node parameter(s) it sets when not empty."""

@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from segzero_ros.backends import build_pipeline
 from segzero_ros.config import PipelineConfig
@@ -56,7 +56,8 @@ from segzero_ros.ros.params import (
     validate_value,
     with_live_changes,
 )
-from segzero_ros.ros.spatial import SpatialOutputs
+from segzero_ros.ros.planning_scene import PlanningSceneOutputs
+from segzero_ros.ros.spatial import SpatialOutputs, fill_spatial_status
 from segzero_ros.ros.tracking import TrackingOutputs
 from segzero_ros.scheduler import CommandScheduler, Reply, SchedulerConfig
 from segzero_ros.srv import Segment
@@ -112,8 +113,10 @@ class SegZeroNode(LifecycleNode):
         self._command_sub = self.create_subscription(String, "~/command", self._on_command, COMMAND_QOS)
         self._segment_srv = self.create_service(Segment, "~/segment", self._on_segment)
         self._stream = ReasoningStream(self)
-        self._spatial = SpatialOutputs(self)
-        self._tracking = TrackingOutputs(self, self._mask_pub, self._to_rgb, self.submit, self._publish_status)
+        self._spatial, self._scene = SpatialOutputs(self), PlanningSceneOutputs(self)
+        self._tracking = TrackingOutputs(self, {"mask": self._mask_pub, "overlay": self._overlay_pub}, self._to_rgb,
+                                         self.submit, self._publish_status, spatial=self._spatial, scene=self._scene,
+                                         overlay=self._overlay_wanted)
         self._action = SegmentActionServer(self, self._stream, self._submit, self._scheduler.cancel)
         self._status_timer = self.create_timer(self._settings.node.status_period_s, self._publish_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -170,6 +173,7 @@ class SegZeroNode(LifecycleNode):
             self._settings = with_live_changes(self._settings, live)
             self._scheduler.config = self._scheduler_config(self._settings)
             self._spatial.config, self._tracking.config = self._settings.spatial, self._settings.tracking
+            self._scene.config = self._settings.moveit
         deferred = sorted(set(changes) - set(live))
         if deferred and self._state_label != "unconfigured":
             verb = "takes" if len(deferred) == 1 else "take"
@@ -243,6 +247,7 @@ class SegZeroNode(LifecycleNode):
             self._image_subscription = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         self._scheduler.image_source = self._image_subscription.topic_name
         self._spatial.start(self._settings.spatial)
+        self._scene.start(self._settings.moveit, self._spatial.active)
         self._tracking.start(self._settings.tracking, self._models.segmenter)
         self._set_label("active")
         self._scheduler.open_intake()
@@ -276,8 +281,9 @@ class SegZeroNode(LifecycleNode):
         self._action.destroy()
 
     def _stop_intake(self, reason: str, label: str) -> None:
-        self._spatial.stop()
         self._tracking.stop()
+        self._scene.stop(Header(stamp=self.get_clock().now().to_msg()))  # REMOVE this node's collision objects
+        self._spatial.stop()
         if self._image_subscription is not None:
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
@@ -343,13 +349,14 @@ class SegZeroNode(LifecycleNode):
         """Publish a command's one result (and its mask, reasoning, overlay); reply to a service caller."""
         result = reply.result
         msg = result_message(reply, source_header(reply.job), self._settings.pipeline.reasoner.answer_format)
-        self._spatial.fill(msg, reply)
+        placement = self._spatial.fill(msg, reply)
+        if placement is not None and result.ok:  # the command's objects replace the previous ones in MoveIt
+            self._scene.command(reply.job.command_id, placement.objects, placement.frame_id, msg.header)
         if result.ok and self._mask_pub.get_subscription_count() > 0:
             self._publish(self._mask_pub, msg.mask)
         if result.raw_output:
             self._publish(self._reasoning_pub, String(data=msg.reasoning))
-        if reply.rgb is not None and result.ok and self._settings.node.publish_overlay \
-                and self._overlay_pub.get_subscription_count() > 0:
+        if reply.rgb is not None and result.ok and self._overlay_wanted():
             try:
                 drawn = overlay_objects(reply.rgb, result.objects)
                 self._publish(self._overlay_pub, array_to_image(drawn, "rgb8", msg.header))
@@ -367,6 +374,9 @@ class SegZeroNode(LifecycleNode):
         if reply.job.context.reply is not None:
             reply.job.context.reply(msg)
 
+    def _overlay_wanted(self) -> bool:
+        return self._settings.node.publish_overlay and self._overlay_pub.get_subscription_count() > 0
+
     def _publish(self, publisher: Any, msg: Any) -> None:
         publish_quietly(publisher, msg, self.get_logger())
 
@@ -374,8 +384,9 @@ class SegZeroNode(LifecycleNode):
         """The current SegZeroStatus (what ~/status carries)."""
         with self._lock:
             label = self._state_label
-        return self._tracking.fill_status(status_message(self._scheduler.status(), label, self._configure_error,
-                                                         self.get_clock().now().to_msg()))
+        msg = status_message(self._scheduler.status(), label, self._configure_error, self.get_clock().now().to_msg())
+        fill_spatial_status(msg, self._spatial.counters(), len(self._scene.object_ids))
+        return self._tracking.fill_status(msg)
 
     def _publish_status(self) -> None:
         if not hasattr(self, "_status_pub"):

@@ -74,9 +74,35 @@ class SpatialConfig:
                                    minimum=1, maximum=10_000_000, applies="live")
     depth_scale: float = option(0.0, "Metres per depth unit; 0 = by encoding (16UC1: 0.001, 32FC1: 1).",
                                 minimum=0.0, maximum=1000.0, applies="live")
+    compressed_depth: bool = option(False, "Subscribe to image_transport's compressedDepth "
+                                           "(sensor_msgs/CompressedImage, PNG) on 'depth/compressedDepth' "
+                                           "instead of raw 'depth'.")
+    cloud_rate_hz: float = option(5.0, "Tracked frames publish ~/object_cloud at most this often (pose, markers "
+                                       "and detections go out every tracked frame; a command's result always "
+                                       "sends its cloud); 0 = no cloud for tracked frames.",
+                                  minimum=0.0, maximum=1000.0, applies="live")
 
     def __post_init__(self) -> None:
         check_options(self, "spatial.")
+
+
+@dataclass(frozen=True)
+class MoveItConfig:
+    """Collision objects for MoveIt's planning scene (parameters moveit.*)."""
+
+    enabled: bool = option(False, "Publish each commanded object as a box moveit_msgs/CollisionObject (needs "
+                                  "spatial.enabled): ADD when first placed in 3D, MOVE as tracking follows it, "
+                                  "REMOVE when tracking stops or loses it, a new command replaces it, or the "
+                                  "node deactivates. Ids: segzero/<command_id>/<index>.")
+    topic: str = option("/collision_object", "Where MoveIt's move_group reads collision objects.")
+    padding_m: float = option(0.01, "Added to every side of the object's box, in metres.", minimum=0.0,
+                              maximum=1.0, applies="live")
+    frame_id: str = option("", "Frame id the collision objects are stamped with; empty = the depth image's. Only "
+                               "a rename (for drivers whose frame id differs from the tf tree's): no transform "
+                               "is applied; MoveIt transforms from this frame with tf.", applies="live")
+
+    def __post_init__(self) -> None:
+        check_options(self, "moveit.")
 
 
 @dataclass(frozen=True)
@@ -85,12 +111,14 @@ class NodeSettings:
     pipeline: PipelineConfig
     spatial: SpatialConfig = SpatialConfig()
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+    moveit: MoveItConfig = MoveItConfig()
 
 
 def node_parameters() -> list[FlatOption]:
     """Every parameter the node declares, in declaration order (plug-in and test backends included)."""
     return [*flat_options(NodeConfig), *section_options("reasoner"), *section_options("segmenter"),
-            *flat_options(SpatialConfig, "spatial."), *flat_options(TrackingConfig, "tracking.")]
+            *flat_options(SpatialConfig, "spatial."), *flat_options(TrackingConfig, "tracking."),
+            *flat_options(MoveItConfig, "moveit.")]
 
 
 def parameters_by_name() -> dict[str, FlatOption]:
@@ -128,7 +156,8 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
     problems = parameter_problems(merged)
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
-    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "tracking": {}, "": {}}
+    sections: dict[str, dict[str, Any]] = {"reasoner": {}, "segmenter": {}, "spatial": {}, "tracking": {},
+                                           "moveit": {}, "": {}}
     declared = parameters_by_name()
     for name, value in merged.items():
         section, _, field_name = name.rpartition(".")
@@ -144,6 +173,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> NodeSettings:
                                     segmenter=from_flat(segmenter_class, sections["segmenter"])),
             spatial=from_flat(SpatialConfig, sections["spatial"]),
             tracking=from_flat(TrackingConfig, sections["tracking"]),
+            moveit=from_flat(MoveItConfig, sections["moveit"]),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid parameters: {exc}") from exc
@@ -161,7 +191,8 @@ def with_live_changes(settings: NodeSettings, changes: Mapping[str, Any]) -> Nod
     node = {name: value for name, value in changes.items() if "." not in name}
     return dataclasses.replace(settings, node=dataclasses.replace(settings.node, **node),
                                spatial=_replaced(settings.spatial, "spatial.", changes),
-                               tracking=_replaced(settings.tracking, "tracking.", changes))
+                               tracking=_replaced(settings.tracking, "tracking.", changes),
+                               moveit=_replaced(settings.moveit, "moveit.", changes))
 
 
 def _replaced(section: Any, prefix: str, changes: Mapping[str, Any]) -> Any:
@@ -265,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["NodeConfig", "NodeSettings", "SpatialConfig", "TrackingConfig", "ignored_parameters", "node_parameters",
+__all__ = ["MoveItConfig", "NodeConfig", "NodeSettings", "SpatialConfig", "TrackingConfig", "ignored_parameters",
+           "node_parameters",
            "parameter_problems", "parameters_by_name", "parameters_markdown", "parameters_yaml",
            "settings_from_parameters", "validate_value", "with_live_changes"]
 

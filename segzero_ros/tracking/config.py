@@ -26,6 +26,9 @@ class TrackingConfig:
     reacquire: str = option("none", "When the track is lost or ends on an unusable frame: 'none' keeps waiting, "
                                     "'reason' runs the original command again on the newest frame (its result "
                                     "restarts the track).", choices=REACQUIRE_CHOICES, applies="live")
+    overlay_rate_hz: float = option(2.0, "Tracked frames also draw ~/overlay (when node publish_overlay is on and "
+                                          "someone subscribes) at most this often; 0 = only command results.",
+                                    minimum=0.0, maximum=1000.0, applies="live")
     memory_frames: int = option(0, "Past frames memory attention reads; 0 = the model's own (6, exactly SAM2). "
                                    "Fewer is faster and CHANGES the masks.", minimum=0, maximum=6)
     freeze_when_absent: bool = option(False, "Do not add frames where the object is absent to memory (keeps a lost "

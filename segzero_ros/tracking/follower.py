@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,8 @@ class TrackUpdate:
     """Turning the caller's frame into RGB (0 for the commanded frame, which comes as RGB)."""
     track_s: float
     """The tracker's call on this frame."""
+    rgb: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The frame's pixels as the tracker saw them (for an overlay)."""
 
     @property
     def present(self) -> bool:
@@ -218,8 +220,8 @@ class TrackFollower:
                 TrackState.TRACKING, target.command_id, "", when
             return True
 
-    def _tracked(self, frame: CameraFrame, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
-                 generation: int) -> TrackUpdate | None:
+    def _tracked(self, frame: CameraFrame, rgb: np.ndarray, tracked: Sequence[TrackedMask], *, convert_s: float,
+                 track_s: float, generation: int) -> TrackUpdate | None:
         now = self._clock()
         boxes = tuple(mask_box(item.mask) if item.present else None for item in tracked)
         with self._condition:
@@ -230,7 +232,7 @@ class TrackFollower:
                 track.last_present = now
             track.state = TrackState.TRACKING if now - track.last_present <= self.lost_after_s else TrackState.LOST
             self._pending.frames_tracked += 1
-            return TrackUpdate(track.command_id, frame, tuple(tracked), boxes, track.state, convert_s, track_s)
+            return TrackUpdate(track.command_id, frame, tuple(tracked), boxes, track.state, convert_s, track_s, rgb)
 
     def _failed(self, error: str, generation: int, command_id: str | None = None) -> FollowStatus | None:
         with self._condition:
@@ -276,7 +278,8 @@ class TrackFollower:
                     if target is not None:
                         tracked = tracker.start_objects(target.rgb, target.prompts)
                         if self._started(target, generation, started):
-                            self._emit(target.frame, tracked, 0.0, self._clock() - started, generation)
+                            self._emit(target.frame, target.rgb, tracked, convert_s=0.0,
+                                       track_s=self._clock() - started, generation=generation)
                     elif frame is not None:
                         last_track = started
                         try:
@@ -286,8 +289,8 @@ class TrackFollower:
                             self._fail(str(exc), generation)
                             continue
                         converted = self._clock()
-                        self._emit(frame, tracker.track_objects(rgb), converted - started, self._clock() - converted,
-                                   generation)
+                        self._emit(frame, rgb, tracker.track_objects(rgb), convert_s=converted - started,
+                                   track_s=self._clock() - converted, generation=generation)
                 except Exception as exc:  # a size change or a model failure ends this track, never the process
                     if not isinstance(exc, ValueError):
                         LOG.exception("tracking failed")
@@ -299,9 +302,9 @@ class TrackFollower:
             if tracker is not None:
                 tracker.close()
 
-    def _emit(self, frame: CameraFrame, tracked: Sequence[TrackedMask], convert_s: float, track_s: float,
-              generation: int) -> None:
-        update = self._tracked(frame, tracked, convert_s, track_s, generation)
+    def _emit(self, frame: CameraFrame, rgb: np.ndarray, tracked: Sequence[TrackedMask], *, convert_s: float,
+              track_s: float, generation: int) -> None:
+        update = self._tracked(frame, rgb, tracked, convert_s=convert_s, track_s=track_s, generation=generation)
         if update is not None:
             self._publish(update)
 
