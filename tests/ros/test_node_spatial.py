@@ -177,7 +177,27 @@ def test_no_depth_near_the_colour_stamp_keeps_the_2d_result(harness, client, nod
     client.send_command("the box, no depth")
     result = client.results.wait_for(lambda m: m.command == "the box, no depth")
     assert result.success and not result.has_3d
-    assert result.depth_error == "no depth image within spatial.max_skew_s (0.05 s) of the colour image"
+    assert result.depth_error == ("the nearest depth image is 100.000 s from the colour image, more than "
+                                  "spatial.max_skew_s (0.05 s)")
+    status = node.status()
+    assert status.depth_missed >= 1 and status.last_depth_error == result.depth_error
+    assert status.depth_received >= 1 and status.camera_info_received >= 1
+
+
+def test_no_depth_at_all_says_nothing_arrived(harness, client, node_factory, outputs_file):
+    """The diagnosis the error gives when the depth topic is silent (wrong remap, lost large frames)."""
+    node = node_factory(**{"reasoner.backend": "scripted", "reasoner.model": str(outputs_file),
+                           "segmenter.backend": "box", "spatial.enabled": True}, )
+    assert node.start(), node.status().configure_error
+    harness.executor.add_node(node)
+    client.wait_connected()
+    before = node.status().images_received
+    client.images.publish(image_message(np.zeros((HEIGHT, WIDTH, 3), np.uint8), sec=503, nanosec=0))
+    wait_until(lambda: node.status().images_received > before, what="the node to receive the colour image")
+    client.send_command("the box, silent depth")
+    result = client.results.wait_for(lambda m: m.command == "the box, silent depth")
+    assert result.success and not result.has_3d
+    assert result.depth_error.startswith("no depth image received yet on /depth (0 since start-up)")
 
 
 def _has_vision_msgs() -> bool:

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.ros]
 skip_module_unless_ros_runtime()
 
 try:
-    import moveit_msgs.msg as moveit  # noqa: E402
+    import moveit_msgs.msg as moveit
 except ImportError:  # built by scripts/setup from ../shared/ros-tools
     moveit = None
 
@@ -315,7 +315,7 @@ def test_with_the_tiny_sam2_tracker_each_frames_3d_is_locate_on_its_mask_and_dep
         except ValueError:
             assert not msg.has_3d and msg.depth_error
             continue
-        assert msg.has_3d and msg.object_n_points == [expected.n_points]
+        assert msg.has_3d and list(msg.object_n_points) == [expected.n_points]
         got = msg.object_centroids[0]
         assert (got.x, got.y, got.z) == pytest.approx(expected.centroid, abs=1e-6)
         checked += 1
