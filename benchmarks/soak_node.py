@@ -11,7 +11,11 @@ Targets for a long run: 0 lost commands and RSS growth < 5 % after warm-up.
 
 `--tracking` turns on tracking.enabled: between commands the node follows each result's object on the
 camera frames (a second SAM2 on its own worker), and the report adds frames tracked / dropped by the
-tracker, the per-frame tracking time and the track state at the end.
+tracker, the per-frame tracking time and the track state at the end. `--spatial` adds an aligned 16UC1 depth
+stream (+ CameraInfo) stamped like each colour frame and turns spatial.enabled on (results and tracked frames
+in 3D: the report counts tracked frames with 3D and the node's depth counters); `--moveit` (implies
+--spatial) turns moveit.enabled on and follows /collision_object: ADD / MOVE / REMOVE counts, and the objects
+still in the scene after the node shut down (must be none).
 
 Transport: by default both processes use a Fast DDS profile with a 32 MiB shared-memory segment. With Fast
 DDS's default 512 KiB segment, best-effort 640×480 rgb8 frames (900 KiB, larger than the segment) between two
@@ -57,6 +61,8 @@ NODE_START_TIMEOUT_S = 300.0
 DRAIN_TIMEOUT_S = 60.0
 """After the last command, how long to wait for outstanding results before calling them lost."""
 CAMERA_TOPIC = "/soak/camera/image_raw"
+DEPTH_TOPIC = "/soak/camera/depth/image_raw"
+DEPTH_INFO_TOPIC = "/soak/camera/depth/camera_info"
 
 FASTDDS_PROFILE_FILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
 """Shared memory with a segment that holds whole camera frames, plus UDP for discovery and other hosts."""
@@ -120,6 +126,13 @@ class SoakReport:
     tracked_commands: int = 0
     """Distinct commands whose objects were tracked (each successful result restarts the track)."""
     track_ms: list[float] = field(default_factory=list)
+    spatial: bool = False
+    tracked_with_3d: int = 0
+    moveit: bool = False
+    scene_operations: dict[str, int] = field(default_factory=dict)
+    """ADD / MOVE / REMOVE counts on /collision_object."""
+    objects_left: list[str] = field(default_factory=list)
+    """Collision objects ADDed and never REMOVEd by the time the node had shut down."""
 
     @property
     def dropped_frames(self) -> int:
@@ -130,7 +143,8 @@ class SoakReport:
         return 100.0 * (self.rss_end_mib - self.rss_after_warmup_mib) / self.rss_after_warmup_mib
 
 
-def node_command(max_new_tokens: int, tracking: bool = False) -> list[str]:
+def node_command(max_new_tokens: int, tracking: bool = False, spatial: bool = False, moveit: bool = False
+                 ) -> list[str]:
     """The node's command line: the real entry point, the tiny models, the soak camera topic."""
     from segzero_ros.tiny import tiny_pipeline_config
 
@@ -140,8 +154,10 @@ def node_command(max_new_tokens: int, tracking: bool = False) -> list[str]:
         "segmenter.config": config.segmenter.config, "segmenter.checkpoint": config.segmenter.checkpoint,
         "segmenter.image_size": config.segmenter.image_size, "segmenter.device": "cpu",
         "tracking.enabled": "true" if tracking else "false",
+        "spatial.enabled": "true" if spatial else "false", "moveit.enabled": "true" if moveit else "false",
     }
-    command = [sys.executable, "-m", "segzero_ros.ros.main", "--ros-args", "-r", f"image:={CAMERA_TOPIC}"]
+    command = [sys.executable, "-m", "segzero_ros.ros.main", "--ros-args", "-r", f"image:={CAMERA_TOPIC}",
+               "-r", f"depth:={DEPTH_TOPIC}", "-r", f"depth_camera_info:={DEPTH_INFO_TOPIC}"]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
     return command
@@ -161,9 +177,26 @@ def camera_frames(count: int = 4) -> list[Any]:
     return frames
 
 
+def depth_frame() -> tuple[Any, Any]:
+    """A 640×480 16UC1 depth image (a wall at 1.5 m, a block at 0.9 m in the middle) and its CameraInfo."""
+    from sensor_msgs.msg import CameraInfo
+
+    from segzero_ros.ros.image_conversion import array_to_image
+
+    width, height = FRAME_SIZE
+    depth = np.full((height, width), 1500, np.uint16)
+    depth[120:360, 160:480] = 900
+    message = array_to_image(depth, "16UC1")
+    message.header.frame_id = "soak_depth"
+    info = CameraInfo(width=width, height=height)
+    info.header.frame_id = "soak_depth"
+    info.k = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
+    return message, info
+
+
 def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new_tokens: int = 128,
              shm_segment_mib: int = 32, log_dir: Path | None = None, progress: bool = True,
-             tracking: bool = False) -> SoakReport:
+             tracking: bool = False, spatial: bool = False, moveit: bool = False) -> SoakReport:
     """Run the node under load for duration_s and measure it; see the module docstring.
 
     Call it in a fresh process: Fast DDS reads its profile once per process, before the first participant.
@@ -183,12 +216,14 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
     from segzero_ros.testing.collect import Collector
     from segzero_ros.testing.node_client import NodeClient, wait_until
 
-    report = SoakReport(duration_s=duration_s, warmup_s=warmup_s, shm_segment_mib=shm_segment_mib, tracking=tracking)
+    spatial = spatial or moveit
+    report = SoakReport(duration_s=duration_s, warmup_s=warmup_s, shm_segment_mib=shm_segment_mib, tracking=tracking,
+                        spatial=spatial, moveit=moveit)
     report.node_log = log_dir / "segzero_node.log"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with report.node_log.open("wb") as log:
-        process = subprocess.Popen(node_command(max_new_tokens, tracking), stdout=log,
+        process = subprocess.Popen(node_command(max_new_tokens, tracking, spatial, moveit), stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
 
     context = rclpy.Context()
@@ -204,6 +239,21 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
         from segzero_ros.ros.client import TRACKED_QOS
 
         client_node.create_subscription(TrackedObject, "/segzero/tracked", tracked, TRACKED_QOS)
+    scene = Collector("/collision_object")
+    if moveit:
+        from moveit_msgs.msg import CollisionObject
+
+        from segzero_ros.ros.planning_scene import SCENE_QOS
+
+        client_node.create_subscription(CollisionObject, "/collision_object", scene, SCENE_QOS)
+    depth_pub = info_pub = None
+    if spatial:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+
+        depth_pub = client_node.create_publisher(Image, DEPTH_TOPIC, qos_profile_sensor_data)
+        info_pub = client_node.create_publisher(CameraInfo, DEPTH_INFO_TOPIC, qos_profile_sensor_data)
+        depth_msg, info_msg = depth_frame()
 
     def spin() -> None:
         with contextlib.suppress(ExternalShutdownException):
@@ -233,6 +283,10 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
         while (now := time.monotonic()) - started < duration_s and process.poll() is None:
             frame = frames[tick % len(frames)]
             frame.header.stamp = client_node.get_clock().now().to_msg()
+            if depth_pub is not None and info_pub is not None:
+                depth_msg.header.stamp = info_msg.header.stamp = frame.header.stamp
+                info_pub.publish(info_msg)
+                depth_pub.publish(depth_msg)
             client.images.publish(frame)
             report.frames_published += 1
             if tick % round(FRAME_RATE_HZ * COMMAND_PERIOD_S) == 0:
@@ -276,6 +330,7 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
         report.tracked_messages = len(messages)
         report.tracked_commands = len({m.command_id for m in messages})
         report.track_ms = [float(m.track_ms) for m in messages]
+        report.tracked_with_3d = sum(bool(m.has_3d) for m in messages)
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
@@ -284,11 +339,28 @@ def run_soak(duration_s: float, warmup_s: float, *, domain_id: int = 97, max_new
                 process.kill()
                 process.wait()
         report.node_exit_code = process.returncode
+        if moveit:
+            time.sleep(2.0)  # the last REMOVEs in flight
+            _collect_scene(report, scene.messages)
         executor.shutdown(timeout_sec=5)
         client_node.destroy_node()
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5)
     return report
+
+
+def _collect_scene(report: SoakReport, messages: list[Any]) -> None:
+    names = {0: "ADD", 1: "REMOVE", 2: "APPEND", 3: "MOVE"}
+    live: dict[str, bool] = {}
+    operations = [int.from_bytes(m.operation, "little") if isinstance(m.operation, bytes) else int(m.operation)
+                  for m in messages]  # a `byte` field: bytes in rclpy
+    report.scene_operations = dict(collections.Counter(names.get(op, str(op)) for op in operations))
+    for msg, operation in zip(messages, operations, strict=True):
+        if operation == 0:
+            live[msg.id] = True
+        elif operation == 1:
+            live.pop(msg.id, None)
+    report.objects_left = sorted(live)
 
 
 def _ready(client: Any) -> bool:
@@ -323,7 +395,8 @@ def _collect(report: SoakReport, client: Any, sent_at: dict[str, float]) -> None
         report.node_status = {name: getattr(status, name) for name in (
             "commands_received", "results_succeeded", "results_failed", "commands_timed_out", "images_received",
             "images_unusable", "lifecycle_state", "stuck", "tracking_state", "frames_tracked", "frames_dropped",
-            "tracking_error")}
+            "tracking_error", "depth_received", "depth_used", "depth_missed", "depth_unusable",
+            "camera_info_received", "last_depth_error", "collision_objects")}
 
 
 def format_report(report: SoakReport) -> str:
@@ -363,6 +436,14 @@ def format_report(report: SoakReport) -> str:
                          f"dropped {status.get('frames_dropped')} (newest frame wins), state "
                          f"{status.get('tracking_state')}; track p50 {percentile(report.track_ms, 0.5):.0f} ms, "
                          f"p99 {percentile(report.track_ms, 0.99):.0f} ms")
+    if report.spatial:
+        status = report.node_status
+        lines.insert(-2, f"3D                     {report.tracked_with_3d} of {report.tracked_messages} tracked frames "
+                         f"with 3D; depth received {status.get('depth_received')}, used {status.get('depth_used')}, "
+                         f"missed {status.get('depth_missed')}, unusable {status.get('depth_unusable')}")
+    if report.moveit:
+        lines.insert(-2, f"collision objects      {report.scene_operations}; left after shutdown "
+                         f"{len(report.objects_left)}" + (f" {report.objects_left[:3]}" if report.objects_left else ""))
     if report.latencies_s:
         lines.insert(8, f"latency (client) mean  {1e3 * statistics.fmean(report.latencies_s):.0f} ms")
     return "\n".join(lines)
@@ -379,6 +460,8 @@ def main() -> int:
                         help="Fast DDS shared-memory segment for both processes; 0 = Fast DDS defaults")
     parser.add_argument("--json", type=Path, help="also write the report to this JSON file")
     parser.add_argument("--tracking", action="store_true", help="tracking.enabled on the node (see above)")
+    parser.add_argument("--spatial", action="store_true", help="a depth stream and spatial.enabled (see above)")
+    parser.add_argument("--moveit", action="store_true", help="moveit.enabled, /collision_object followed (see above)")
     args = parser.parse_args()
     others = non_loopback_interfaces()
     if others:
@@ -392,7 +475,8 @@ def main() -> int:
     duration_s = 60.0 * args.minutes
     warmup_s = 60.0 * args.warmup_minutes if args.warmup_minutes is not None else min(60.0, 0.1 * duration_s)
     report = run_soak(duration_s, warmup_s, domain_id=args.domain_id, max_new_tokens=args.max_new_tokens,
-                      shm_segment_mib=args.shm_segment_mib, tracking=args.tracking)
+                      shm_segment_mib=args.shm_segment_mib, tracking=args.tracking, spatial=args.spatial,
+                      moveit=args.moveit)
     print()
     print(format_report(report))
     if args.json is not None:
@@ -405,7 +489,8 @@ def main() -> int:
                        latency_p99_s=percentile(report.latencies_s, 0.99),
                        track_p50_ms=percentile(report.track_ms, 0.5))
         args.json.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    healthy = not report.lost_commands and not report.duplicated_commands and report.node_exit_code == 0
+    healthy = (not report.lost_commands and not report.duplicated_commands and report.node_exit_code == 0
+               and not report.objects_left)
     return 0 if healthy else 1
 
 

@@ -24,11 +24,18 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from segzero_ros.ros.client import SegZeroClient
 
 OPERATIONS = {0: "ADD", 1: "REMOVE", 2: "APPEND", 3: "MOVE"}
+REMOVE = 1
+
+
+def operation(msg: Any) -> int:
+    """CollisionObject.operation is a `byte` field: bytes in rclpy."""
+    value = msg.operation
+    return int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
 
 
 def describe(msg: Any) -> str:
     position, orientation = msg.pose.position, msg.pose.orientation
-    text = (f"{OPERATIONS.get(msg.operation, msg.operation)} {msg.id} in {msg.header.frame_id or '?'} at "
+    text = (f"{OPERATIONS.get(operation(msg), operation(msg))} {msg.id} in {msg.header.frame_id or '?'} at "
             f"({position.x:+.3f}, {position.y:+.3f}, {position.z:+.3f}) m, "
             f"orientation ({orientation.x:+.2f}, {orientation.y:+.2f}, {orientation.z:+.2f}, {orientation.w:+.2f})")
     if msg.primitives:
@@ -91,8 +98,8 @@ def main() -> int:
                                                         if where is not None else latest.depth_error or "no 3D"))
         print(client.stop_tracking()[1])
         with arrived:
-            removed = arrived.wait_for(lambda: any(m.id == name and m.operation == CollisionObject.REMOVE
-                                                   for m in seen), timeout=10)
+            removed = arrived.wait_for(lambda: any(m.id == name and operation(m) == REMOVE for m in seen),
+                                       timeout=10)
         return 0 if removed else 1
     finally:
         executor.shutdown()

@@ -114,6 +114,7 @@ class SegZeroNode(LifecycleNode):
         self._segment_srv = self.create_service(Segment, "~/segment", self._on_segment)
         self._stream = ReasoningStream(self)
         self._spatial, self._scene = SpatialOutputs(self), PlanningSceneOutputs(self)
+        self._newest_header: Any = None
         self._tracking = TrackingOutputs(self, {"mask": self._mask_pub, "overlay": self._overlay_pub}, self._to_rgb,
                                          self.submit, self._publish_status, spatial=self._spatial, scene=self._scene,
                                          overlay=self._overlay_wanted)
@@ -312,6 +313,7 @@ class SegZeroNode(LifecycleNode):
             msg = type(msg)(header=msg.header)  # keep the header only: the pixels go now
             self.get_logger().warning(f"unusable camera image: {problem}", throttle_duration_sec=10.0)
         self._scheduler.offer_frame(msg, problem)
+        self._newest_header = msg.header
         self._tracking.offer(msg, problem)
 
     def _on_command(self, msg: String) -> None:
@@ -335,6 +337,9 @@ class SegZeroNode(LifecycleNode):
         """Queue a command with `image` (a request's own) or the newest camera frame; its reasoning streams."""
         frame = None if image is None else self._scheduler.frame(
             image, frame_problem(image, self._settings.node.max_image_pixels))
+        header = image.header if image is not None else self._newest_header
+        if header is not None:  # its depth stays paired until the result is placed, however long that takes
+            self._spatial.hold(header)
         context = CommandContext(self.get_clock().now().to_msg(), reply)
         progress = progress or self._stream.progress()
         return self._scheduler.submit(command, frame=frame, command_id=command_id, context=context,

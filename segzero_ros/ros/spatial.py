@@ -41,6 +41,8 @@ INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=Reli
 OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RING_FRAMES = 30
 """Depth frames kept for pairing: one second of a 30 Hz camera."""
+HELD_FRAMES = 16
+"""Colour frames in use (a command's, the tracker's) whose depth is held beyond the ring, newest first."""
 MIN_MARKER_SIZE_M = 0.005
 """A flat face has zero thickness; RViz would not draw a zero-size cube."""
 
@@ -107,6 +109,8 @@ class SpatialOutputs:
         self._publishing = threading.Lock()
         """Held while fill() publishes, so stop() never destroys a publisher under it."""
         self._ring = StampedRing(RING_FRAMES)
+        self._held: dict[float, tuple[Any, float] | None] = {}
+        """Colour stamp in use → its best depth so far (msg, skew), None while none is near enough."""
         self._info: Any = None
         self._subscriptions: list[Any] = []
         self._publishers: list[Any] = []
@@ -164,12 +168,32 @@ class SpatialOutputs:
         self._subscriptions, self._publishers, self._vision, self.active = [], [], None, False
         with self._lock:
             self._ring.clear()
+            self._held.clear()
             self._info = None
 
     def _on_depth(self, msg: Any) -> None:
+        stamp = stamp_s(msg.header.stamp)
         with self._lock:
-            self._ring.add(stamp_s(msg.header.stamp), msg)
+            self._ring.add(stamp, msg)
             self._counters.received += 1
+            for wanted, best in self._held.items():  # a depth image that comes after its colour frame
+                skew = abs(stamp - wanted)
+                if skew <= self._config.max_skew_s and (best is None or skew < best[1]):
+                    self._held[wanted] = (msg, skew)
+
+    def hold(self, header: Any) -> None:
+        """Keep the depth image paired with this colour frame until the frame is placed, however long that
+        takes (a command's reasoning, the tracker's backlog): the ring alone keeps only the last second. Called
+        when a frame is taken into use; at most HELD_FRAMES are held (the oldest is let go)."""
+        if not self.active:
+            return
+        stamp = stamp_s(header.stamp)
+        with self._lock:
+            if stamp in self._held:
+                return
+            self._held[stamp] = self._ring.nearest(stamp, self._config.max_skew_s)  # type: ignore[assignment]
+            while len(self._held) > HELD_FRAMES:
+                del self._held[next(iter(self._held))]
 
     def _on_info(self, msg: Any) -> None:
         with self._lock:
@@ -288,7 +312,10 @@ class SpatialOutputs:
         """The depth image stamped nearest `stamp` (decoded), its intrinsics, frame and skew; DepthError naming
         the real cause otherwise (nothing received, nearest too far apart, no CameraInfo, undecodable)."""
         with self._lock:
-            paired, info = self._ring.nearest(stamp, self._config.max_skew_s), self._info
+            held = self._held.get(stamp)
+            paired: tuple[Any, float] | None = (held if held is not None
+                                                else self._ring.nearest(stamp, self._config.max_skew_s))
+            info = self._info
             nearest = self._ring.nearest(stamp, float("inf"))
             received = self._counters.received
         try:
@@ -319,7 +346,7 @@ class SpatialOutputs:
         intrinsics = CameraIntrinsics.from_k(info.k)
         if (int(info.width), int(info.height)) not in ((0, 0), (depth.shape[1], depth.shape[0])):
             intrinsics = intrinsics.scaled(depth.shape[1] / int(info.width), depth.shape[0] / int(info.height))
-        return depth, intrinsics, str(depth_msg.header.frame_id), skew  # type: ignore[attr-defined]
+        return depth, intrinsics, str(depth_msg.header.frame_id), skew
 
     def _publish_markers(self, subject: Subject, obj: Object3D | None, frame_id: str) -> None:
         markers = [Marker(header=subject.header, ns="segzero", action=Marker.DELETEALL)]

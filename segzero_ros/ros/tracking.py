@@ -150,6 +150,7 @@ class TrackingOutputs:
     def _frame_rgb(self, frame: CameraFrame) -> np.ndarray:
         if frame.problem is not None:
             raise ValueError(f"unusable camera frame: {frame.problem}")
+        self._spatial.hold(frame.header)  # taken into use: its depth stays until the frame is placed
         return self._convert(frame.message)
 
     def _publish(self, update: TrackUpdate) -> None:

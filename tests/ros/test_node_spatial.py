@@ -5,8 +5,10 @@ mask spills onto table and wall), and the node must place the box's visible surf
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -198,6 +200,55 @@ def test_no_depth_at_all_says_nothing_arrived(harness, client, node_factory, out
     result = client.results.wait_for(lambda m: m.command == "the box, silent depth")
     assert result.success and not result.has_3d
     assert result.depth_error.startswith("no depth image received yet on /depth (0 since start-up)")
+
+
+class GatedScripted:
+    """A scripted reasoner whose answer waits for the test: a command that takes as long as the test likes."""
+
+    gate = threading.Event()
+
+
+def _gated_reasoner(config: Any) -> Any:
+    from segzero_ros.reasoning.scripted import ScriptedReasoner
+
+    class Gated(ScriptedReasoner):
+        def reason_batch(self, images: Any, commands: Any) -> Any:
+            assert GatedScripted.gate.wait(timeout=60), "the test never opened the gate"
+            return super().reason_batch(images, commands)
+
+    return Gated(json.loads(Path(config.model).read_text(encoding="utf-8")), name="gated")
+
+
+def test_a_slow_command_keeps_its_frames_depth_beyond_the_ring(harness, client, node_factory, outputs_file):
+    """The ring holds one second of depth; a command's own depth is held from its arrival until it is placed,
+    however long reasoning takes (40 newer depth frames push it out of the ring meanwhile)."""
+    from segzero_ros.backends import register_reasoner
+
+    register_reasoner("test-spatial-gated", _gated_reasoner)
+    GatedScripted.gate.clear()
+    node = node_factory(**{"reasoner.backend": "test-spatial-gated", "reasoner.model": str(outputs_file),
+                           "segmenter.backend": "box", "spatial.enabled": True})
+    assert node.start(), node.status().configure_error
+    harness.executor.add_node(node)
+    client.wait_connected()
+    try:
+        publish_scene(harness, client, node, stamp=(600, 0))
+        client.send_command("the box, slowly")
+        wait_until(lambda: node.status().busy, what="the command to start reasoning")
+        z, _ = ray_cast()
+        later = array_to_image(np.round(z * 1000).astype(np.uint16), "16UC1")
+        later.header.frame_id = DEPTH_FRAME
+        received = node.status().depth_received
+        for index in range(40):
+            later.header.stamp.sec = 601 + index
+            harness._depth_pub.publish(later)
+            time.sleep(0.01)
+        wait_until(lambda: node.status().depth_received >= received + 35, what="newer depth frames")
+    finally:
+        GatedScripted.gate.set()
+    result = client.results.wait_for(lambda m: m.command == "the box, slowly")
+    assert result.success and result.has_3d, result.depth_error
+    assert result.depth_skew_s == 0.0
 
 
 def _has_vision_msgs() -> bool:
