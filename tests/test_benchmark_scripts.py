@@ -43,3 +43,10 @@ def test_segmenters_benchmark_explains_itself():
                                capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     assert "sam3" in completed.stdout and "edgetam" in completed.stdout and "--frames" in completed.stdout
+
+
+def test_tracked_3d_benchmark_explains_itself():
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "bench_tracked_3d.py"), "--help"],
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "compressedDepth" in completed.stdout and "--frames" in completed.stdout
