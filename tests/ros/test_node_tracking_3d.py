@@ -320,3 +320,54 @@ def test_with_the_tiny_sam2_tracker_each_frames_3d_is_locate_on_its_mask_and_dep
         assert (got.x, got.y, got.z) == pytest.approx(expected.centroid, abs=1e-6)
         checked += 1
     assert checked > 0, "the tiny tracker should keep some object on these frames"
+
+
+@needs_moveit
+@pytest.mark.slow
+def test_the_pick_example_sees_its_object_added_moved_and_removed(make_node, scene):
+    """examples/pick_target.py as a planner author runs it (its own process and node), against the node while
+    the camera streams the moving box: the command's collision object is ADDed, MOVEd, then REMOVEd on stop."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    node = make_node()
+    scene.publish(node, 5000, START_X)
+    streaming = threading.Event()
+
+    def camera() -> None:
+        sec = 5001
+        while not streaming.is_set():
+            centre_x = START_X + STEP_M * (sec % 3)  # small moves: the scripted answer's point stays on the box
+            z, _ = ray_cast(centre_x)
+            depth = array_to_image(np.round(z * 1000).astype(np.uint16), "16UC1")
+            depth.header.frame_id, depth.header.stamp.sec = DEPTH_FRAME, sec
+            info = CameraInfo(width=WIDTH, height=HEIGHT, k=[F, 0.0, CX, 0.0, F, CY, 0.0, 0.0, 1.0])
+            info.header = depth.header
+            scene.info_pub.publish(info)
+            scene.depth_pub.publish(depth)
+            scene.image_pub.publish(image_message(colour_frame(centre_x), sec=sec, nanosec=0,
+                                                  frame_id="camera_color_optical_frame"))
+            sec += 1
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=camera, daemon=True)
+    thread.start()
+    try:
+        example = Path(__file__).resolve().parents[2] / "examples" / "pick_target.py"
+        completed = subprocess.run([sys.executable, str(example), "the box", "--follow", "3", "--timeout", "60"],
+                                   capture_output=True, text=True, env=dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID)),
+                                   timeout=180, check=False)
+    finally:
+        streaming.set()
+        thread.join(timeout=5)
+    output = completed.stdout
+    assert completed.returncode == 0, f"{output}\n{completed.stderr}"
+    lines = output.splitlines()
+    added = next(line for line in lines if line.startswith("ADD segzero/"))
+    name = added.split()[1]
+    assert f"in {DEPTH_FRAME} at" in added and ", box " in added
+    assert any(line.startswith(f"MOVE {name} ") for line in lines)
+    assert any(line.startswith(f"REMOVE {name} ") for line in lines)
+    assert any(line.startswith("~/tracked: tracking, centroid (") for line in lines)
