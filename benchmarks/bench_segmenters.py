@@ -19,26 +19,17 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_tracking import frames as moving_disc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODELS = ("sam2-t", "sam2-l", "sam3", "edgetam")
 SAM2_CONFIGS = {"sam2-t": "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2-l": "configs/sam2.1/sam2.1_hiera_l.yaml"}
-
-
-def video(count: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    background = rng.integers(40, 120, (height, width, 3), dtype=np.uint8)
-    ys, xs = np.mgrid[0:height, 0:width]
-    out = []
-    for index in range(count):
-        frame = background.copy()
-        frame[(xs - 200 - 6 * index) ** 2 + (ys - 240) ** 2 <= 70 ** 2] = (220, 40, 40)
-        out.append(frame)
-    return out
 
 
 def build(name: str) -> tuple[Any, Any, int]:
@@ -96,7 +87,7 @@ def measure(name: str, frames: int, repeats: int) -> dict[str, Any]:
     built = time.perf_counter()
     segmenter, tracker, parameters = build(name)
     build_s = time.perf_counter() - built
-    clips = video(frames + repeats)
+    clips = moving_disc(frames + repeats)
     prompt = ObjectPrompt(Box(130, 170, 270, 310), (Point(200, 240), Point(215, 250)))
     encode, decode = [], []
     for frame in clips[:repeats]:

@@ -63,7 +63,7 @@ def three_d(mask: np.ndarray, source: object, scene: PlanningScene) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20)
     args = parser.parse_args()
     import torch

@@ -18,3 +18,16 @@ def resolve_torch_device(requested: str, role: str) -> str:
         raise BackendUnavailableError(f"{role} device {requested!r} was requested but torch sees no CUDA GPU; "
                                       "use device 'cpu' or 'auto'")
     return requested
+
+
+def release_torch_memory() -> None:
+    """After a backend drops its model: collect it now and hand torch's cached CUDA blocks back to the driver
+    (another process, or the next model, may need them). Never imports torch just to free memory it does not
+    hold."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -16,7 +16,6 @@ both hold one backbone and encode each image once (`segzero_ros.shared_backbone`
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ import numpy as np
 
 from segzero_ros.config import ReasonerConfig, Sam3ConceptReasonerConfig, widen
 from segzero_ros.core.geometry import Box, ObjectPrompt, Point, normalize_box
-from segzero_ros.devices import resolve_torch_device
+from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput
@@ -123,11 +122,7 @@ class Sam3ConceptReasoner(BatchReasonerBase):
         if self._model is None:
             return
         self._model = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_torch_memory()
 
 
 def _source(model: str) -> str:

@@ -11,7 +11,6 @@ read its constants) stays cheap; the chat turn itself is `segzero_ros.reasoning.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from segzero_ros.config import DEFAULT_REASONER_MODEL, ReasonerConfig, Transform
 from segzero_ros.core.families import SEG_ZERO_FRAME
 from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.core.progress import Progress
-from segzero_ros.devices import resolve_torch_device
+from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import CanceledError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text, resolve_answer_frame
@@ -213,11 +212,7 @@ class TransformersReasoner(BatchReasonerBase):
         if self._model is None:
             return
         self._model = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_torch_memory()
 
 
 def _ProgressStreamer(tokenizer: Any, progress: Progress) -> Any:  # noqa: N802  # a class made on first use

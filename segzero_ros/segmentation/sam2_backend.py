@@ -11,7 +11,6 @@ TensorRT backends) can be imported without them.
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib.resources
 import warnings
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import numpy as np
 
 from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig, widen
 from segzero_ros.core.geometry import ObjectPrompt
-from segzero_ros.devices import resolve_torch_device
+from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.files import download_hint, hub_problem
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
@@ -172,11 +171,7 @@ class Sam2Segmenter:
         self._image_is_set = False
         self._predictor.reset_predictor()
         self._predictor = None
-        gc.collect()
-        if self._device.type == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()
+        release_torch_memory()
 
     def _require_open(self) -> None:
         if self._closed:

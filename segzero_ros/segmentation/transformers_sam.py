@@ -12,7 +12,6 @@ torch and transformers are imported only when a model is loaded.
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from segzero_ros.config import (
     widen,
 )
 from segzero_ros.core.geometry import ObjectPrompt
-from segzero_ros.devices import resolve_torch_device
+from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
@@ -199,11 +198,7 @@ class TransformersSamSegmenter:
         if self._loaded is None:
             return
         self._loaded, self._embeddings = None, None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_torch_memory()
 
     def _require(self) -> LoadedSam:
         if self._loaded is None:
