@@ -12,6 +12,7 @@ torch, transformers and trl are imported inside the functions (``from trl import
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -28,6 +29,12 @@ from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import download_hint, hub_offline, looks_like_local_path
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
+from segzero_ros.training.checkpoints import (
+    Checkpoint,
+    find_checkpoint,
+    has_full_weights,
+    load_weights_strictly,
+)
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
 from segzero_ros.training.rewards_trl import reward_functions, reward_names
 
@@ -277,9 +284,11 @@ def _callbacks(metrics_path: Path, names: Sequence[str], log: Log) -> list[Any]:
 
         def __init__(self) -> None:
             self._started = time.monotonic()
+            self._first_step = 0
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             self._started = time.monotonic()
+            self._first_step = state.global_step  # > 0 when resumed: time per step counts this run's steps only
             if state.is_world_process_zero:
                 log(f"training: {state.max_steps} steps of {args.per_device_train_batch_size} completions × "
                     f"{args.gradient_accumulation_steps} accumulation × {world_size()} process(es)")
@@ -288,7 +297,7 @@ def _callbacks(metrics_path: Path, names: Sequence[str], log: Log) -> list[Any]:
             if not state.is_world_process_zero or not logs or "reward" not in logs:
                 return
             step, total = state.global_step, max(state.max_steps, 1)
-            per_step = (time.monotonic() - self._started) / max(step, 1)
+            per_step = (time.monotonic() - self._started) / max(step - self._first_step, 1)
             parts = [f"step {step}/{total}", f"reward {logs['reward']:.3f}"]
             parts += [f"{name} {logs[f'rewards/{name}/mean']:.2f}" for name in names if f"rewards/{name}/mean" in logs]
             if "kl" in logs:
@@ -355,7 +364,7 @@ def build_grpo_trainer(
     metrics_path = output_dir / METRICS_FILENAME
     names = reward_names(config.soft_rewards, config.answer_format)
     args = hf_trl.GRPOConfig(**grpo_arguments(config))
-    trainer: Any = hf_trl.GRPOTrainer(
+    trainer: Any = segzero_trainer_class()(
         model=source,
         reward_funcs=reward_functions(config.soft_rewards, config.answer_format, frame.extent),
         args=args,
@@ -382,6 +391,24 @@ def build_grpo_trainer(
     return trainer
 
 
+@functools.cache
+def segzero_trainer_class() -> Any:
+    """TRL's GRPOTrainer with checkpoints resumed strictly (see training/checkpoints.py); built on first use
+    because importing trl takes seconds."""
+    import trl
+
+    class SegZeroGRPOTrainer(trl.GRPOTrainer):  # type: ignore[misc]
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            path = Path(resume_from_checkpoint)
+            if self.is_fsdp_enabled or not has_full_weights(path):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)  # FSDP shards, LoRA adapters
+                return
+            target = self.accelerator.unwrap_model(self.model if model is None else model)
+            load_weights_strictly(target, path)
+
+    return SegZeroGRPOTrainer
+
+
 def train_grpo(
     config: GRPOTrainingConfig,
     dataset: Any = None,
@@ -392,17 +419,30 @@ def train_grpo(
     """Run the whole recipe: train, then write ``output_dir/final`` (model + processor) and a summary."""
     log = _main_process_only(log)
     output_dir = Path(config.output_dir)
+    checkpoint = resume_point(config)
+    final_dir = output_dir / FINAL_DIRNAME
+    if checkpoint is not None and finished(config, checkpoint) and (final_dir / "config.json").is_file():
+        log(f"already finished: {checkpoint.path.name} is step {checkpoint.global_step} of "
+            f"{planned_steps(config, checkpoint)} and {final_dir} exists; nothing to do")
+        return TrainingOutcome(output_dir, final_dir, output_dir / METRICS_FILENAME, checkpoint.global_step)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = output_dir / METRICS_FILENAME
     if is_main_process():
         dump_training_config(config, output_dir / RESOLVED_CONFIG_FILENAME)
-        if config.resume_from_checkpoint is None:
+        if checkpoint is None:
             metrics_path.unlink(missing_ok=True)  # a fresh run starts a fresh metrics file
+        else:
+            keep_metrics_until(metrics_path, checkpoint.global_step)
     trainer = build_grpo_trainer(config, dataset, log=log, rollout_func=rollout_func)
-    resume: str | bool | None = config.resume_from_checkpoint
-    if resume == "latest":
-        resume = True
-    trainer.train(resume_from_checkpoint=resume)
+    if checkpoint is not None and finished(config, checkpoint):
+        log(f"{checkpoint.path.name} finished the run (step {checkpoint.global_step}); writing its final model")
+        trainer._load_from_checkpoint(str(checkpoint.path))
+        trainer.state.global_step = checkpoint.global_step
+    else:
+        if checkpoint is not None:
+            log(f"resuming from {checkpoint.path} (step {checkpoint.global_step}): weights, optimizer, scheduler, "
+                "random state and data position")
+        trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint.path))
     final_dir = save_final_model(trainer, config, log=log)
     history = list(trainer.state.log_history)
     if trainer.is_world_process_zero():
@@ -417,6 +457,32 @@ def train_grpo(
         (final_dir / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         log(f"final model: {final_dir} (load with `segzero infer --reasoner {final_dir}`)")
     return TrainingOutcome(output_dir, final_dir, metrics_path, int(trainer.state.global_step), history)
+
+
+def resume_point(config: GRPOTrainingConfig) -> Checkpoint | None:
+    """The checkpoint this run continues from (None: a fresh run); CheckpointError before anything loads."""
+    if config.resume_from_checkpoint is None:
+        return None
+    return find_checkpoint(Path(config.output_dir), config.resume_from_checkpoint)
+
+
+def planned_steps(config: GRPOTrainingConfig, checkpoint: Checkpoint) -> int:
+    """Optimizer steps of the whole run: max_steps when set (it may extend a finished run), else the count the
+    checkpointed run planned from its epochs."""
+    return config.max_steps if config.max_steps > 0 else checkpoint.max_steps
+
+
+def finished(config: GRPOTrainingConfig, checkpoint: Checkpoint) -> bool:
+    return checkpoint.global_step >= planned_steps(config, checkpoint) > 0
+
+
+def keep_metrics_until(path: Path, step: int) -> None:
+    """Drop metric lines an interrupted run wrote after its checkpoint: the resumed run logs those steps anew."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and int(json.loads(line).get("step", 0)) <= step]
+    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
 
 
 def save_final_model(trainer: Any, config: GRPOTrainingConfig, log: Log = _stderr) -> Path:
