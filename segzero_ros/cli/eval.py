@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_ros.cli.models import add_model_arguments, pipeline_config_from_args
+from segzero_ros.data.loaders import FORMATS
 from segzero_ros.errors import SegZeroError
 
 EPILOG = """\
@@ -24,6 +25,7 @@ data formats (--format auto detects them):
   hf         save_to_disk folder, parquet file(s) or a cached hub id, columns image/text/mask
              (Ricky06662/ReasonSeg_val, ReasonSeg_test and the RefCOCO/+/g conversions)
   folder     samples.jsonl lines {"id", "image", "mask", "text"} with paths relative to the folder
+  synthetic  synthetic[:COUNT[:SEED[:SIZE]]]: generated coloured shapes (smoke tests, demos)
 
 multi-GPU: one process per GPU, each takes every N-th sample and writes its own results file; whichever
 finishes last writes summary.json and the report (or run --merge afterwards):
@@ -43,7 +45,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", help="dataset folder, parquet file or cached hub id")
-    parser.add_argument("--format", default="auto", choices=("auto", "reasonseg", "hf", "folder"))
+    parser.add_argument("--format", default="auto", choices=FORMATS)
     parser.add_argument("--split", help="split of a multi-split HF dataset (default: test, else the only one)")
     parser.add_argument("--texts", choices=("first", "all"), default="first",
                         help="ReasonSeg layout: LISA's first question per image, or one sample per question")

@@ -8,12 +8,16 @@ from segzero_ros.data.dataset import DatasetFormatError, EvalDataset
 from segzero_ros.data.folder import is_folder_dataset, load_folder_dataset
 from segzero_ros.data.hf import is_saved_dataset, load_hf_dataset, parquet_files
 from segzero_ros.data.reasonseg import is_reasonseg_folder, load_reasonseg
+from segzero_ros.data.synthetic import parse_synthetic_source, synthetic_eval_dataset
 
-FORMATS = ("auto", "reasonseg", "hf", "folder")
+FORMATS = ("auto", "reasonseg", "hf", "folder", "synthetic")
 
 
 def detect_format(source: str | Path) -> str:
-    """"folder" (samples.jsonl), "hf" (save_to_disk folder, parquet, or a hub id) or "reasonseg" (LISA)."""
+    """"folder" (samples.jsonl), "hf" (save_to_disk folder, parquet, or a hub id), "reasonseg" (LISA) or
+    "synthetic" (``synthetic[:COUNT[:SEED[:SIZE]]]``, generated)."""
+    if parse_synthetic_source(str(source)) is not None:
+        return "synthetic"
     path = Path(source)
     if not path.exists():
         # Not on disk: only a hub id (resolved through the local cache) can be meant.
@@ -47,4 +51,9 @@ def load_eval_dataset(
         return load_folder_dataset(Path(source))
     if resolved == "reasonseg":
         return load_reasonseg(Path(source), texts=reasonseg_texts)
+    if resolved == "synthetic":
+        generated = parse_synthetic_source(str(source))
+        if generated is None:
+            raise DatasetFormatError(f"{source!r}: synthetic sources are written synthetic[:COUNT[:SEED[:SIZE]]]")
+        return synthetic_eval_dataset(*generated)
     return load_hf_dataset(source, split=split, cache_dir=cache_dir)

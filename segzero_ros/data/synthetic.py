@@ -15,10 +15,14 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segzero_ros.core.geometry import Box
+
+if TYPE_CHECKING:
+    from segzero_ros.data.dataset import EvalDataset
 
 SHAPE_KINDS = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -338,3 +342,28 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         noise_sigma = float(rng.uniform(6, 18))
     image = image + rng.normal(0.0, noise_sigma, size=(height, width, 3))
     return np.ascontiguousarray(np.clip(np.round(image), 0, 255).astype(np.uint8))
+
+
+SYNTHETIC_SOURCE = re.compile(r"synthetic(?::(\d+))?(?::(\d+))?(?::(\d+))?")
+"""``synthetic[:COUNT[:SEED[:SIZE]]]``, e.g. ``synthetic:64:0:256``: a dataset source that is generated."""
+
+
+def parse_synthetic_source(source: str) -> tuple[int, int, int] | None:
+    """``synthetic[:COUNT[:SEED[:SIZE]]]`` → (count, seed, size); None for any other source."""
+    match = SYNTHETIC_SOURCE.fullmatch(source.strip())
+    if match is None:
+        return None
+    count, seed, size = match.groups()
+    return int(count or 64), int(seed or 0), int(size or 256)
+
+
+def synthetic_eval_dataset(count: int, seed: int = 0, size: int = 256) -> EvalDataset:
+    """The synthetic scenes as an evaluation dataset (validation during training, demos); generated on demand."""
+    from segzero_ros.data.dataset import EvalDataset, EvalSample
+
+    def load(index: int) -> EvalSample:
+        sample = generate_sample(seed, index, size)
+        return EvalSample(id=sample.id, image=sample.image, mask=sample.mask, text=sample.text)
+
+    ids = [f"synthetic-{seed}-{index:05d}" for index in range(count)]
+    return EvalDataset(f"synthetic:{count}:{seed}:{size}", ids, load)

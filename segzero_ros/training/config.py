@@ -12,6 +12,7 @@ step, temperature 1.0; AdamW, lr 1e-6 constant, weight decay 0.01, grad-norm cli
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,16 @@ from segzero_ros.config import DTYPES, coordinates_option, family_option, frame_
 from segzero_ros.core.formats import ANSWER_FORMAT_NAMES, SEG_ZERO
 from segzero_ros.options import check_options, option, options_of
 from segzero_ros.training.datasets import DATASET_FORMATS, RESAMPLING
-from segzero_ros.training.rewards_trl import reward_names
+from segzero_ros.training.rewards_trl import extra_reward_name, reward_names
+from segzero_ros.training.validation import METRICS as VALIDATION_METRICS
+from segzero_ros.training.validation import check_segmenter_options
 
 TINY_MODEL = "tiny"
 """``model: tiny`` trains the offline tiny Qwen2.5-VL (smoke runs and tests)."""
+
+DYNAMIC_SAMPLING = ("off", "drop")
+EXTRA_REWARD = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+"""``package.module:function`` (or ``module:Class.method``), as the registry's loader reads it."""
 
 DEFAULT_LORA_TARGETS = (
     r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
@@ -97,6 +104,15 @@ class GRPOTrainingConfig:
                                                       "object_accuracy, non_repeat); unset = all 1.",
                                                 kind=list, items=float)
     seed: int = option(42, "Seed of the trainer (data order, sampling, initialisation of new weights).")
+    dynamic_sampling: str = option("off", "off: every prompt group trains, as the reference; drop: groups whose "
+                                          "completions all score the same (zero advantage, no signal) are taken "
+                                          "out of the loss, KL and token count included, as DAPO filters them; "
+                                          "the share dropped is logged as dynamic_sampling/dropped.",
+                                   choices=DYNAMIC_SAMPLING)
+    extra_rewards: dict[str, float] = option({}, "More reward functions, \"module:function\": weight. Each is called "
+                                                 "like the built-in ones (completions, solution, extent, …, "
+                                                 "**kwargs), must return one float (or None) per completion, and "
+                                                 "is logged under its function name; checked at start-up.")
 
     # --- precision and memory -------------------------------------------------------------------------------
     bf16: bool = option(True, "bfloat16 mixed precision (off on CPU).")
@@ -139,6 +155,21 @@ class GRPOTrainingConfig:
     dataloader_num_workers: int = option(0, "Data loading worker processes.", minimum=0)
     resume_from_checkpoint: str | None = option(None, "A checkpoint-N folder of an interrupted run, or \"latest\" "
                                                       "for the newest one in output_dir.", kind=str)
+    # --- validation while training ------------------------------------------------------------------------
+    eval_dataset: str | None = option(None, "Held-out data the model is validated on while it trains (greedy "
+                                            "answers → masks → gIoU/cIoU, as `segzero eval`): any `segzero eval "
+                                            "--data` source or synthetic[:N[:SEED[:SIZE]]]; unset = none.", kind=str)
+    eval_split: str = option("validation", "Split to read from a multi-split eval_dataset.")
+    eval_samples: int | None = option(None, "Validate on the first N samples only.", kind=int, minimum=1)
+    eval_steps: int = option(0, "Validate every N optimizer steps; 0 = at every checkpoint (save_steps).",
+                             minimum=0)
+    eval_segmenter: dict[str, Any] = option({"backend": "sam2"}, "The segmenter that turns validation answers into "
+                                                                "masks, as segmenter options by name (backend, "
+                                                                "model, device, …; model: tiny for the offline "
+                                                                "tiny one); device defaults to the trained model's.")
+    best_metric: str = option("gIoU", "Validation metric that names the best checkpoint (kept whatever "
+                                      "save_total_limit says, reported at the end).", choices=VALIDATION_METRICS)
+
     trl_args: dict[str, Any] = option({}, "Passed verbatim to trl.GRPOConfig (anything not covered above); wins "
                                           "over the fields above.")
 
@@ -153,7 +184,29 @@ class GRPOTrainingConfig:
         rewards = reward_names(self.soft_rewards, self.answer_format)
         if self.reward_weights is not None and len(self.reward_weights) != len(rewards):
             raise ValueError(f"reward_weights needs {len(rewards)} values (one per reward: {', '.join(rewards)}), "
-                             f"got {len(self.reward_weights)}")
+                             f"got {len(self.reward_weights)}; extra_rewards carry their own weights")
+        for entry, weight in self.extra_rewards.items():
+            if not EXTRA_REWARD.fullmatch(str(entry)):
+                raise ValueError(f"extra_rewards: {entry!r} is not \"module:function\"")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValueError(f"extra_rewards: the weight of {entry} must be a number, got {weight!r}")
+        if self.eval_dataset is not None:
+            if self.eval_steps == 0 and self.save_steps == 0:
+                raise ValueError("eval_dataset is set but neither eval_steps nor save_steps is: validation would "
+                                 "never run; set eval_steps")
+            check_segmenter_options(self.eval_segmenter)
+
+    @property
+    def validation_steps(self) -> int:
+        """Steps between validations (0: none)."""
+        if self.eval_dataset is None:
+            return 0
+        return self.eval_steps or self.save_steps
+
+    @property
+    def extra_reward_names(self) -> list[str]:
+        """The names extra_rewards are logged under: their function names."""
+        return [extra_reward_name(entry) for entry in self.extra_rewards]
 
     # --- derived quantities ---------------------------------------------------------------------------------
 

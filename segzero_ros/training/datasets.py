@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -46,6 +45,7 @@ from segzero_ros.core.solution import rescale_solution
 from segzero_ros.data.dataset import DatasetFormatError
 from segzero_ros.data.folder import MaskedSample
 from segzero_ros.data.hf import open_hf_dataset
+from segzero_ros.data.synthetic import parse_synthetic_source
 from segzero_ros.reasoning.chat import trl_prompt
 from segzero_ros.training.targets import EmptyMaskError, frame_targets, object_list_solution
 
@@ -58,8 +58,6 @@ MADE_COLUMNS = (*SEGZERO_COLUMNS, "solution_extent")
 """The columns of a dataset made here: the reference schema and the coordinates' extent."""
 DATASET_FORMATS = ("auto", "segzero", "masks", "synthetic")
 RESAMPLING = ("area", "bilinear")
-SYNTHETIC_SOURCE = re.compile(r"synthetic(?::(\d+))?(?::(\d+))?(?::(\d+))?")
-"""``synthetic[:COUNT[:SEED[:SIZE]]]``, e.g. ``synthetic:64:0:256``."""
 
 
 # --- mask samples → schema rows ------------------------------------------------------------------------------
@@ -202,15 +200,6 @@ def synthetic_samples(count: int, seed: int = 0, size: int = 256, answer_format:
     if answer_format == SEG_ZERO:
         return list(generate_samples(count, seed, size))
     return list(generate_object_list_samples(count, seed, size))
-
-
-def parse_synthetic_source(source: str) -> tuple[int, int, int] | None:
-    """``synthetic[:COUNT[:SEED[:SIZE]]]`` → (count, seed, size); None for any other source."""
-    match = SYNTHETIC_SOURCE.fullmatch(source.strip())
-    if match is None:
-        return None
-    count, seed, size = match.groups()
-    return int(count or 64), int(seed or 0), int(size or 256)
 
 
 # --- loading -----------------------------------------------------------------------------------------------

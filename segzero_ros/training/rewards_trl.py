@@ -10,7 +10,7 @@ what GRPOTrainer sums when every weight is 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from segzero_ros.core.formats import SEG_ZERO, VISION_REASONER, answer_format
@@ -163,3 +163,60 @@ def _in_extent(function: RewardFunction, extent: int) -> RewardFunction:
 def reward_names(soft: bool = False, format: str = SEG_ZERO) -> list[str]:
     """The names GRPOTrainer will log the rewards under."""
     return [function.__name__ for function in reward_functions(soft, format)]
+
+
+def load_extra_rewards(entries: Mapping[str, float], probe: Mapping[str, Any] | None = None) -> list[RewardFunction]:
+    """The functions ``extra_rewards`` names, each checked now rather than at the first training step: it imports,
+    is callable, and, given `probe` (one training row's columns: solution, …), answers two completions with two
+    numbers. Every call during training is checked the same way. ValueError naming the function otherwise."""
+    from segzero_ros.registry import load
+
+    functions = []
+    for entry in entries:
+        try:
+            function = load(entry)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"extra_rewards: cannot load {entry!r}: {exc}") from None
+        if not callable(function):
+            raise ValueError(f"extra_rewards: {entry!r} is not callable")
+        checked = _checked_reward(function, entry)
+        if probe is not None:
+            completions = [[{"role": "assistant", "content": text}] for text in _PROBE_COMPLETIONS]
+            columns = {name: [value] * len(completions) for name, value in probe.items()}
+            try:
+                checked(completions=completions, prompts=[None] * len(completions), **columns)
+            except Exception as exc:
+                if str(exc).startswith("extra_rewards:"):
+                    raise
+                raise ValueError(f"extra_rewards: {entry} failed on a probe batch: {type(exc).__name__}: {exc}"
+                                 ) from None
+        functions.append(checked)
+    return functions
+
+
+def extra_reward_name(entry: str) -> str:
+    """What TRL logs an extra reward under: its function's name (``pkg.rewards:mask_area`` → mask_area)."""
+    return entry.rpartition(":")[2].rpartition(".")[2]
+
+
+_PROBE_COMPLETIONS = ("<think>probe</think><answer>{}</answer>", "")
+
+
+def _checked_reward(function: Callable[..., Any], entry: str) -> RewardFunction:
+    """`function` under its own name, its answer checked: one float (or None) per completion."""
+
+    def checked(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        values = function(completions=completions, **kwargs)
+        if not isinstance(values, Sequence) or isinstance(values, (str, bytes)) or len(values) != len(completions):
+            size = len(values) if isinstance(values, Sequence) else type(values).__name__
+            raise ValueError(f"extra_rewards: {entry} returned {size} for {len(completions)} completions; it must "
+                             "return one number (or None) per completion")
+        wrong = [value for value in values
+                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)))]
+        if wrong:
+            raise ValueError(f"extra_rewards: {entry} returned {wrong[0]!r}; rewards are numbers (or None)")
+        return list(values)
+
+    checked.__name__ = extra_reward_name(entry)
+    checked.__doc__ = function.__doc__
+    return checked

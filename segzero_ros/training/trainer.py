@@ -12,7 +12,6 @@ torch, transformers and trl are imported inside the functions (``from trl import
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -29,14 +28,12 @@ from segzero_ros.core.formats import SEG_ZERO
 from segzero_ros.errors import ModelLoadError, SegZeroError
 from segzero_ros.files import download_hint, hub_offline, looks_like_local_path
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
-from segzero_ros.training.checkpoints import (
-    Checkpoint,
-    find_checkpoint,
-    has_full_weights,
-    load_weights_strictly,
-)
+from segzero_ros.training.checkpoints import Checkpoint
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
-from segzero_ros.training.rewards_trl import reward_functions, reward_names
+from segzero_ros.training.preflight import preflight
+from segzero_ros.training.rewards_trl import load_extra_rewards, reward_functions, reward_names
+from segzero_ros.training.trl_trainer import DROPPED_METRIC, segzero_trainer_class
+from segzero_ros.training.validation import Validator
 
 _LOG = logging.getLogger(__name__)
 
@@ -198,6 +195,13 @@ def grpo_arguments(config: GRPOTrainingConfig, processes: int | None = None) -> 
         "dataloader_num_workers": config.dataloader_num_workers,
         "remove_unused_columns": False,  # the rewards need the "solution" column
     }
+    if config.extra_rewards:
+        builtin = config.reward_weights or [1.0] * len(reward_names(config.soft_rewards, config.answer_format))
+        arguments["reward_weights"] = [*builtin, *(float(weight) for weight in config.extra_rewards.values())]
+    if config.validation_steps:
+        # transformers schedules it and keeps the best checkpoint; our evaluate() does the scoring.
+        arguments.update(eval_strategy="steps", eval_steps=config.validation_steps,
+                         metric_for_best_model=f"eval_{config.best_metric}", greater_is_better=True)
     arguments.update(config.trl_args)
     return arguments
 
@@ -294,7 +298,12 @@ def _callbacks(metrics_path: Path, names: Sequence[str], log: Log) -> list[Any]:
                     f"{args.gradient_accumulation_steps} accumulation × {world_size()} process(es)")
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
-            if not state.is_world_process_zero or not logs or "reward" not in logs:
+            if not state.is_world_process_zero or not logs:
+                return
+            if "eval_gIoU" in logs:
+                log(validation_line(state.global_step, logs))
+                return
+            if "reward" not in logs:
                 return
             step, total = state.global_step, max(state.max_steps, 1)
             per_step = (time.monotonic() - self._started) / max(step - self._first_step, 1)
@@ -302,11 +311,23 @@ def _callbacks(metrics_path: Path, names: Sequence[str], log: Log) -> list[Any]:
             parts += [f"{name} {logs[f'rewards/{name}/mean']:.2f}" for name in names if f"rewards/{name}/mean" in logs]
             if "kl" in logs:
                 parts.append(f"kl {logs['kl']:.4f}")
+            if logs.get(DROPPED_METRIC) is not None:
+                parts.append(f"dropped {logs[DROPPED_METRIC]:.0%}")
             parts.append(f"{per_step:.1f} s/step")
             parts.append(f"eta {_duration(per_step * max(total - step, 0))}")
             log(" | ".join(parts))
 
     return [MetricsFile(), Progress()]
+
+
+def validation_line(step: int, logs: dict[str, Any]) -> str:
+    """``validation at step 20: gIoU 0.412 | cIoU 0.455 | 2/64 failed | 38.1 s``."""
+    parts = [f"validation at step {step}: gIoU {logs['eval_gIoU']:.3f}", f"cIoU {logs['eval_cIoU']:.3f}"]
+    if logs.get("eval_not_found_accuracy") is not None:
+        parts.append(f"not-found accuracy {logs['eval_not_found_accuracy']:.3f}")
+    parts.append(f"{int(logs.get('eval_failed', 0))}/{int(logs.get('eval_samples', 0))} failed")
+    parts.append(f"{logs.get('eval_seconds', 0.0):.1f} s")
+    return " | ".join(parts)
 
 
 def _jsonable(value: Any) -> Any:
@@ -362,18 +383,38 @@ def build_grpo_trainer(
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = output_dir / METRICS_FILENAME
-    names = reward_names(config.soft_rewards, config.answer_format)
+    names = [*reward_names(config.soft_rewards, config.answer_format), *config.extra_reward_names]
+    train_dataset = to_trl_dataset(dataset, config.answer_format, frame)
+    rewards = reward_functions(config.soft_rewards, config.answer_format, frame.extent)
+    if config.extra_rewards:
+        probe = {name: value for name, value in train_dataset[0].items() if name not in ("prompt", "image")}
+        try:
+            rewards += load_extra_rewards(config.extra_rewards, probe={**probe, "extent": frame.extent})
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+        log(f"extra rewards: {', '.join(f'{name} ×{weight:g}' for name, weight in config.extra_rewards.items())}")
     args = hf_trl.GRPOConfig(**grpo_arguments(config))
     trainer: Any = segzero_trainer_class()(
         model=source,
-        reward_funcs=reward_functions(config.soft_rewards, config.answer_format, frame.extent),
+        reward_funcs=rewards,
         args=args,
-        train_dataset=to_trl_dataset(dataset, config.answer_format, frame),
+        train_dataset=train_dataset,
+        # transformers wants an eval_dataset to schedule evaluation; the validator reads its own data.
+        eval_dataset=train_dataset.select(range(1)) if config.validation_steps else None,
         processing_class=processor,
         callbacks=[*_callbacks(metrics_path, names, log), *callbacks],
         peft_config=lora_config(config),
         rollout_func=rollout_func,
     )
+    trainer.dynamic_sampling = config.dynamic_sampling
+    if config.validation_steps:
+        trainer.validator = Validator(
+            config.eval_dataset or "", split=config.eval_split, samples=config.eval_samples,
+            segmenter_options=config.eval_segmenter, frame=frame, answer_format=config.answer_format,
+            max_new_tokens=config.max_completion_length, output_dir=output_dir)
+        log(f"validation: every {config.validation_steps} steps on {config.eval_dataset}"
+            f"{f' (first {config.eval_samples})' if config.eval_samples else ''}; best checkpoint by "
+            f"{config.best_metric}")
     # One line per logging step from our Progress callback replaces the bar and the raw log dicts.
     from transformers import PrinterCallback, ProgressCallback
 
@@ -391,24 +432,6 @@ def build_grpo_trainer(
     return trainer
 
 
-@functools.cache
-def segzero_trainer_class() -> Any:
-    """TRL's GRPOTrainer with checkpoints resumed strictly (see training/checkpoints.py); built on first use
-    because importing trl takes seconds."""
-    import trl
-
-    class SegZeroGRPOTrainer(trl.GRPOTrainer):  # type: ignore[misc]
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-            path = Path(resume_from_checkpoint)
-            if self.is_fsdp_enabled or not has_full_weights(path):
-                super()._load_from_checkpoint(resume_from_checkpoint, model)  # FSDP shards, LoRA adapters
-                return
-            target = self.accelerator.unwrap_model(self.model if model is None else model)
-            load_weights_strictly(target, path)
-
-    return SegZeroGRPOTrainer
-
-
 def train_grpo(
     config: GRPOTrainingConfig,
     dataset: Any = None,
@@ -419,7 +442,10 @@ def train_grpo(
     """Run the whole recipe: train, then write ``output_dir/final`` (model + processor) and a summary."""
     log = _main_process_only(log)
     output_dir = Path(config.output_dir)
-    checkpoint = resume_point(config)
+    try:
+        checkpoint = preflight(config, world_size())
+    except SegZeroError as exc:
+        raise TrainingError(str(exc)) from None
     final_dir = output_dir / FINAL_DIRNAME
     if checkpoint is not None and finished(config, checkpoint) and (final_dir / "config.json").is_file():
         log(f"already finished: {checkpoint.path.name} is step {checkpoint.global_step} of "
@@ -450,20 +476,19 @@ def train_grpo(
             "base_model": config.model,
             "dataset": config.dataset,
             "global_step": trainer.state.global_step,
-            "rewards": reward_names(config.soft_rewards, config.answer_format),
+            "rewards": [*reward_names(config.soft_rewards, config.answer_format), *config.extra_reward_names],
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_metric": ({config.best_metric: trainer.state.best_metric}
+                            if trainer.state.best_metric is not None else None),
             "last_log": history[-1] if history else {},
             "config": config.to_dict(),
         }
         (final_dir / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        if trainer.state.best_model_checkpoint is not None:
+            log(f"best checkpoint by validation {config.best_metric}: {trainer.state.best_model_checkpoint} "
+                f"({trainer.state.best_metric:.4f})")
         log(f"final model: {final_dir} (load with `segzero infer --reasoner {final_dir}`)")
     return TrainingOutcome(output_dir, final_dir, metrics_path, int(trainer.state.global_step), history)
-
-
-def resume_point(config: GRPOTrainingConfig) -> Checkpoint | None:
-    """The checkpoint this run continues from (None: a fresh run); CheckpointError before anything loads."""
-    if config.resume_from_checkpoint is None:
-        return None
-    return find_checkpoint(Path(config.output_dir), config.resume_from_checkpoint)
 
 
 def planned_steps(config: GRPOTrainingConfig, checkpoint: Checkpoint) -> int:
