@@ -34,6 +34,10 @@ setup(
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         # scipy: the Hungarian matching of VisionReasoner's accuracy reward.
         "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0", "scipy>=1.10"],
+        # Optional parts of a training run, each named by the error a run without it stops with.
+        "train-deepspeed": ["deepspeed>=0.15"],          # the ZeRO-2/3 recipes (recipes/accelerate_*zero*.yaml)
+        "train-tensorboard": ["tensorboard>=2.14"],      # report_to: [tensorboard]
+        "train-vllm": ["vllm>=0.10"],                     # use_vllm: true (colocate or `trl vllm-serve`)
         "eval": ["datasets>=3.0", "matplotlib>=3.7", "tqdm>=4.66"],
         # The openai reasoner backend (openai), and `transformers serve` for a local server (fastapi, uvicorn).
         "serve": ["openai>=1.40", "fastapi>=0.110", "uvicorn>=0.29"],

@@ -48,6 +48,13 @@ def preflight(config: GRPOTrainingConfig, processes: int, *, is_installed: Insta
         raise PreflightError(str(exc)) from None
     _check_packages(config, is_installed)
     _check_paths(config)
+    if config.extra_rewards:
+        from segzero_ros.training.rewards_trl import load_extra_rewards
+
+        try:
+            load_extra_rewards(config.extra_rewards)  # imports and callables now; the probe call comes with data
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
     if config.resume_from_checkpoint is None:
         return None
     return find_checkpoint(Path(config.output_dir), config.resume_from_checkpoint)
