@@ -64,7 +64,6 @@ def test_validation_is_logged_beside_the_rewards_and_written_per_checkpoint(run)
 def test_the_validation_of_a_step_equals_segzero_eval_of_its_checkpoint(run, tmp_path, capsys):
     """The same model, data and segmenter scored by the evaluator a user runs by hand."""
     from segzero_ros.cli import main
-
     from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 
     output_dir, _ = run

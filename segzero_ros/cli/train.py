@@ -47,6 +47,16 @@ def add_parser(subparsers: Any) -> None:
         help="set one option, after the config file (repeatable)",
     )
     grpo.add_argument("--print-config", action="store_true", help="print the resolved options and exit")
+    grpo.add_argument("--plan", action="store_true",
+                      help="print the run's plan (processes, split of a step, steps, GPU memory per device from "
+                           "parameter counts) and exit; nothing is loaded")
+    grpo.add_argument("--accelerate-config", type=Path, metavar="FILE",
+                      help="--plan: the accelerate config the run will be launched with (processes, machines, "
+                           "DeepSpeed/FSDP)")
+    grpo.add_argument("--processes", type=int, metavar="N",
+                      help="--plan: processes in all (overrides the accelerate config's num_processes)")
+    grpo.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB",
+                      help="--plan: memory of one GPU, for vLLM colocate's share (default 80)")
     grpo.set_defaults(handler=run_grpo)
 
     make = commands.add_parser(
@@ -88,6 +98,8 @@ def run_grpo(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
+    if args.plan:
+        return _print_plan(config, args)
     from segzero_ros.training.trainer import is_main_process, train_grpo
 
     def log(message: str) -> None:
@@ -97,6 +109,25 @@ def run_grpo(args: argparse.Namespace) -> int:
     if is_main_process():
         print(f"done: {outcome.global_step} steps; model in {outcome.final_model_dir}; "
               f"metrics in {outcome.metrics_path}")
+    return 0
+
+
+def _print_plan(config: Any, args: argparse.Namespace) -> int:
+    from segzero_ros.training.plan import Launch, launch_from_environment, plan_training
+
+    if args.processes is not None and args.processes < 1:
+        raise SegZeroError("--processes must be at least 1")
+    try:
+        if args.accelerate_config is not None:
+            launch = Launch.from_accelerate_config(args.accelerate_config, args.processes)
+        elif args.processes is not None:
+            launch = Launch(args.processes, 1, "ddp" if args.processes > 1 else "single")
+        else:
+            launch = launch_from_environment()
+        plan = plan_training(config, launch, gpu_memory_gib=args.gpu_memory)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SegZeroError(f"cannot plan this run: {exc}") from exc
+    print("\n".join(plan.lines(config)))
     return 0
 
 
