@@ -139,3 +139,16 @@ def test_cli_reports_a_bad_config_in_one_line(capsys):
 
     assert main(["train", "grpo", "--print-config", "-o", "num_generations=1"]) == 2
     assert "bad training config" in capsys.readouterr().err
+
+
+def test_a_model_card_for_a_hub_base_model_names_it_in_its_front_matter():
+    from segzero_ros.training.config import GRPOTrainingConfig
+    from segzero_ros.training.model_card import model_card
+
+    config = GRPOTrainingConfig(model="Qwen/Qwen2.5-VL-7B-Instruct", lora=True)
+    card = model_card(config, base_model=config.model, rewards=["thinking_format", "point"], global_step=125,
+                      last_log={"reward": 3.25}, validation=None, model_dir="runs/x/final")
+    front = card.split("---")[1]
+    assert "base_model: Qwen/Qwen2.5-VL-7B-Instruct" in front
+    assert "LoRA r=64 (merged)" in card and "Last logged mean reward: 3.250." in card
+    assert "## Validation" not in card

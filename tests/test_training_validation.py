@@ -93,3 +93,12 @@ def test_the_best_checkpoint_is_kept_and_reported(run):
     assert final_summary["best_metric"]["gIoU"] == max(steps.values())
     assert Path(best).name == f"checkpoint-{min(step for step, value in steps.items() if value == max(steps.values()))}"
     assert "best checkpoint by validation gIoU" in printed
+
+
+def test_the_model_card_names_base_model_data_rewards_and_validation(run):
+    output_dir, _ = run
+    card = (output_dir / "final" / "README.md").read_text()
+    assert "base model: `tiny`" in card and "data: `synthetic:16:0:128`" in card
+    assert "| `short_answer` | 0.5 |" in card and "| `point` | 1 |" in card
+    assert f"On `{EVAL_DATA}` at step 4: gIoU" in card
+    assert "[None]" not in card and not (output_dir / "README.md").exists()  # TRL's generic card is gone

@@ -30,6 +30,7 @@ from segzero_ros.files import download_hint, hub_offline, looks_like_local_path
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text
 from segzero_ros.training.checkpoints import Checkpoint
 from segzero_ros.training.config import TINY_MODEL, GRPOTrainingConfig, dump_training_config
+from segzero_ros.training.model_card import model_card, write_model_card
 from segzero_ros.training.preflight import preflight
 from segzero_ros.training.rewards_trl import load_extra_rewards, reward_functions, reward_names
 from segzero_ros.training.trl_trainer import DROPPED_METRIC, segzero_trainer_class
@@ -484,6 +485,12 @@ def train_grpo(
             "config": config.to_dict(),
         }
         (final_dir / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        validation = trainer.last_validation
+        write_model_card(final_dir, model_card(
+            config, base_model=config.model, rewards=summary["rewards"], global_step=trainer.state.global_step,
+            last_log=next((entry for entry in reversed(history) if "reward" in entry), {}),
+            validation=None if validation is None else {"step": validation.step, **validation.summary},
+            model_dir=str(final_dir)))
         if trainer.state.best_model_checkpoint is not None:
             log(f"best checkpoint by validation {config.best_metric}: {trainer.state.best_model_checkpoint} "
                 f"({trainer.state.best_metric:.4f})")

@@ -117,6 +117,10 @@ def segzero_trainer_class() -> Any:
                 payload = {"step": result.step, "seconds": round(result.seconds, 3), **result.summary}
                 (folder / CHECKPOINT_FILENAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
+        def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+            """TRL's card names a local base model "[None]"; the run's own card is written with the final model
+            (training/model_card.py), and the checkpoints' folder gets no generic one."""
+
         # --- dynamic sampling -----------------------------------------------------------------------------------
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
