@@ -32,6 +32,8 @@ setup(
         "infer": [*TORCH, "transformers>=5.0", "tokenizers>=0.21", "accelerate>=1.0", "sam2>=1.0",
                   "huggingface_hub>=0.26", "timm>=1.0", "tqdm>=4.66"],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        # reasoner.quantization int8/int4: torchao weight-only quantization (x86 CUDA and Jetson).
+        "quantization": ["torchao>=0.14"],
         # scipy: the Hungarian matching of VisionReasoner's accuracy reward.
         "train": ["trl>=0.19", "datasets>=3.0", "peft>=0.14", "accelerate>=1.0", "scipy>=1.10"],
         # Optional parts of a training run, each named by the error a run without it stops with.

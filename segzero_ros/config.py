@@ -109,6 +109,10 @@ class GeneratingReasonerConfig(ReasonerConfig):
                                        "(VisionReasoner's reference allows 2048).", minimum=1, maximum=32768)
 
 
+GENERATIONS = ("eager", "static")
+QUANTIZATIONS = ("none", "int8", "int4")
+
+
 @dataclass(frozen=True)
 class TransformersReasonerConfig(GeneratingReasonerConfig):
     """The in-process Qwen2.5-VL reasoner (`transformers` backend)."""
@@ -120,6 +124,20 @@ class TransformersReasonerConfig(GeneratingReasonerConfig):
                                                    "lets transformers choose.", kind=str)
     trust_remote_code: bool = option(False, "Allow a model folder to run its own Python code (never needed "
                                             "for Qwen2.5-VL).")
+    generation: str = option("eager", "eager: transformers' growing KV cache; static: a preallocated cache that "
+                                      "transformers compiles on CUDA (prompts padded to 64-token buckets so a "
+                                      "few compiled shapes serve every command; same greedy tokens).",
+                             choices=GENERATIONS)
+    quantization: str = option("none", "Weight-only quantization at load (torchao): none, int8 (half of bf16's "
+                                       "weight memory) or int4 (a quarter; CUDA). Changes answers slightly; "
+                                       "pre-quantized AWQ/GPTQ checkpoints load as they are with none.",
+                               choices=QUANTIZATIONS)
+    warm_up: bool = option(True, "One short generation right after loading, so the first command does not pay "
+                                 "for kernel selection (and, with generation static on CUDA, compilation).")
+    max_reasoning_tokens: int | None = option(None, "Reasoning budget: after this many generated tokens without "
+                                                    "</think>, the tag is forced and the model answers at once. "
+                                                    "Unset (or 0) = Seg-Zero's behaviour; set, answers "
+                                                    "change.", kind=int, minimum=0, maximum=32768)
 
     def describe(self) -> str:
         text = super().describe()

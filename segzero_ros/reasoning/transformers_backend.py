@@ -25,6 +25,7 @@ from segzero_ros.core.progress import Progress
 from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import CanceledError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
+from segzero_ros.quiet import quiet_harmless_warnings
 from segzero_ros.reasoning.base import BatchReasonerBase, ReasonerOutput, output_from_text, resolve_answer_frame
 from segzero_ros.reasoning.chat import prepare_processor_for_generation, render_chat_text, rgb_array_to_frame
 
@@ -38,7 +39,8 @@ def load_fix_hint(model: str) -> str:
 
 
 def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequence[str],
-                  format: str = SEG_ZERO, frame_size: int = SEG_ZERO_FRAME.frame_size) -> Any:
+                  format: str = SEG_ZERO, frame_size: int = SEG_ZERO_FRAME.frame_size,
+                  *, pad_to_multiple_of: int | None = None) -> Any:
     """Processor inputs (left-padded, PyTorch tensors; all of them: Qwen3-VL's include mm_token_type_ids) for a
     batch of (image, command) pairs, prompted in the answer `format`, each image resized to the square frame.
 
@@ -48,7 +50,33 @@ def prepare_batch(processor: Any, images: Sequence[np.ndarray], commands: Sequen
         raise ValueError("batched generation needs a left-padding processor; call prepare_processor_for_generation")
     frames = [rgb_array_to_frame(image, frame_size) for image in images]
     texts = [render_chat_text(processor, command, format) for command in commands]
-    return processor(text=texts, images=frames, padding=True, return_tensors="pt")
+    return processor(text=texts, images=frames, padding=True, pad_to_multiple_of=pad_to_multiple_of,
+                     return_tensors="pt")
+
+
+STATIC_BUCKET = 64
+"""Static generation pads prompts (on the left) to a multiple of this many tokens: one compiled cache shape
+serves every command whose prompt falls in the same bucket."""
+WARM_UP_TOKENS = 4
+
+
+def quantization_config(quantization: str) -> Any:
+    """transformers' TorchAoConfig for a weight-only `quantization` (None for none); ModelLoadError naming the
+    package when torchao is missing."""
+    if quantization == "none":
+        return None
+    try:
+        import torchao.quantization as ao
+    except ImportError as exc:
+        raise ModelLoadError(f"reasoner.quantization {quantization} needs torchao: pip install "
+                             "'segzero-ros[quantization]' (or set reasoner.quantization none)") from exc
+    from transformers import TorchAoConfig
+
+    if quantization == "int8":
+        return TorchAoConfig(quant_type=ao.Int8WeightOnlyConfig())
+    if quantization == "int4":
+        return TorchAoConfig(quant_type=ao.Int4WeightOnlyConfig(group_size=128))
+    raise ValueError(f"unknown reasoner quantization {quantization!r}")
 
 
 def resolve_dtype(requested: str, device: str) -> Any:
@@ -107,7 +135,11 @@ class TransformersReasoner(BatchReasonerBase):
     def from_config(cls, config: ReasonerConfig) -> TransformersReasoner:
         """Load model and processor; every load failure becomes a ModelLoadError that says how to fix it."""
         config = widen(config, TransformersReasonerConfig)
+        quiet_harmless_warnings()
         device = resolve_torch_device(config.device, "reasoner")
+        if config.quantization == "int4" and not device.startswith("cuda"):
+            raise ModelLoadError(f"reasoner.quantization int4 needs a CUDA device (torchao's int4 weight-only "
+                                 f"kernels); the reasoner runs on {device}: use int8 there, or none")
         dtype = resolve_dtype(config.dtype, device)
         path = Path(config.model).expanduser()
         if path.is_dir() and not (path / "config.json").is_file():
@@ -125,13 +157,34 @@ class TransformersReasoner(BatchReasonerBase):
             extra: dict[str, Any] = {}
             if config.attn_implementation is not None:
                 extra["attn_implementation"] = config.attn_implementation
+            quantization = quantization_config(config.quantization)
+            if quantization is not None:
+                extra["quantization_config"] = quantization
             model = hf.AutoModelForImageTextToText.from_pretrained(
                 source, dtype=dtype, device_map=device, trust_remote_code=config.trust_remote_code, **extra
             )
             model.eval()
+        except ModelLoadError:
+            raise
         except Exception as exc:
             raise model_load_error(config.model, exc) from exc
-        return cls(model, processor, config)
+        reasoner = cls(model, processor, config)
+        if config.warm_up:
+            reasoner.warm_up()
+        return reasoner
+
+    def warm_up(self) -> float:
+        """One generation of a few tokens on a blank frame with this reasoner's own settings (cache, limits),
+        so kernels are chosen — and, static on CUDA, compiled — before the first command; returns seconds."""
+        import torch
+
+        started = time.perf_counter()
+        blank = np.full((self.answer_frame.frame_size, self.answer_frame.frame_size, 3), 127, dtype=np.uint8)
+        inputs = self._inputs([blank], ["warm up"])
+        with torch.inference_mode():
+            self._model.generate(**inputs, **self._generation_options(inputs, _stop_after(
+                int(inputs["input_ids"].shape[1]), WARM_UP_TOKENS)))
+        return time.perf_counter() - started
 
     @property
     def name(self) -> str:
@@ -161,8 +214,7 @@ class TransformersReasoner(BatchReasonerBase):
         import torch
 
         started = time.perf_counter()
-        inputs = prepare_batch(self._processor, images, commands, self._config.answer_format,
-                               self.answer_frame.frame_size).to(self._model.device)
+        inputs = self._inputs(images, commands)
         sizes = [(int(image.shape[1]), int(image.shape[0])) for image in images]
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -172,13 +224,11 @@ class TransformersReasoner(BatchReasonerBase):
         if progress is not None:
             if progress.canceled:
                 raise CanceledError("canceled before generation started")
-            streaming = {"streamer": _ProgressStreamer(self._processor.tokenizer, progress),
-                         "stopping_criteria": _stop_when_canceled(progress)}
+            streaming = {"streamer": _ProgressStreamer(self._processor.tokenizer, progress)}
+        stopping = _stop_when_canceled(progress) if progress is not None else None
         started = time.perf_counter()
         with torch.inference_mode():
-            sequences = self._model.generate(
-                **inputs, do_sample=False, max_new_tokens=self._config.max_new_tokens, use_cache=True, **streaming
-            )
+            sequences = self._model.generate(**inputs, **self._generation_options(inputs, stopping), **streaming)
         generate_s = time.perf_counter() - started
         if progress is not None and progress.canceled:
             raise CanceledError(f"canceled after {sequences.shape[1] - prompt_length} generated tokens")
@@ -199,6 +249,27 @@ class TransformersReasoner(BatchReasonerBase):
             )
             for text, size, prompt, tokens in zip(texts, sizes, prompt_tokens, new_tokens, strict=True)
         ]
+
+    def _inputs(self, images: Sequence[np.ndarray], commands: Sequence[str]) -> Any:
+        bucket = STATIC_BUCKET if self._config.generation == "static" else None
+        return prepare_batch(self._processor, images, commands, self._config.answer_format,
+                             self.answer_frame.frame_size, pad_to_multiple_of=bucket).to(self._model.device)
+
+    def _generation_options(self, inputs: Any, stopping: Any) -> dict[str, Any]:
+        """Greedy decoding with the KV cache as configured: static or not, within the reasoning budget."""
+        options: dict[str, Any] = {"do_sample": False, "max_new_tokens": self._config.max_new_tokens,
+                                   "use_cache": True}
+        if self._config.generation == "static":
+            options["cache_implementation"] = "static"
+        if stopping is not None:
+            options["stopping_criteria"] = stopping
+        budget = self._config.max_reasoning_tokens
+        if budget:  # None and 0: no budget
+            from segzero_ros.reasoning.budget import reasoning_budget
+
+            options["logits_processor"] = reasoning_budget(self._processor.tokenizer, int(inputs["input_ids"].shape[1]),
+                                                           budget, int(inputs["input_ids"].shape[0]))
+        return options
 
     def _completion_length(self, tokens: list[int]) -> int:
         """Generated tokens up to and including the first end-of-sequence token (padding after it excluded)."""
@@ -236,6 +307,20 @@ def _stop_when_canceled(progress: Progress) -> Any:
             return torch.full((input_ids.shape[0],), progress.canceled, dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([CancelCriterion()])
+
+
+def _stop_after(prompt_length: int, tokens: int) -> Any:
+    """A StoppingCriteriaList ending generation after `tokens` new tokens (warm-up: the configured
+    max_new_tokens keeps the cache's shape, this keeps it short)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class AfterTokens(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = input_ids.shape[1] - prompt_length >= tokens
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([AfterTokens()])
 
 
 def _eos_token_ids(model: Any, processor: Any) -> frozenset[int]:
