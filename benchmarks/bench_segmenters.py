@@ -32,11 +32,13 @@ MODELS = ("sam2-t", "sam2-l", "sam3", "edgetam")
 SAM2_CONFIGS = {"sam2-t": "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2-l": "configs/sam2.1/sam2.1_hiera_l.yaml"}
 
 
-def build(name: str) -> tuple[Any, Any, int]:
-    """(segmenter, tracker, parameters) of one architecture with random weights."""
+def build(name: str, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any, int]:
+    """(segmenter, tracker, parameters) of one architecture with random weights, on `device` (SAM2 keeps fp32
+    weights and runs under bf16 autocast on CUDA, as its backend does; the transformers models take `dtype`)."""
     import torch
 
     torch.manual_seed(0)
+    dtype = torch.float32 if dtype is None else dtype
     if name in SAM2_CONFIGS:
         from sam2.build_sam import build_sam2, build_sam2_video_predictor
         from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -44,9 +46,9 @@ def build(name: str) -> tuple[Any, Any, int]:
         from segzero_ros.segmentation.sam2_backend import Sam2Segmenter
         from segzero_ros.tracking.sam2_tracker import Sam2Tracker
 
-        image_model = build_sam2(SAM2_CONFIGS[name], None, device="cpu").eval()
+        image_model = build_sam2(SAM2_CONFIGS[name], None, device=device).eval()
         segmenter = Sam2Segmenter(SAM2ImagePredictor(image_model), name)
-        tracker = Sam2Tracker(build_sam2_video_predictor(SAM2_CONFIGS[name], None, device="cpu"), name)
+        tracker = Sam2Tracker(build_sam2_video_predictor(SAM2_CONFIGS[name], None, device=device), name)
         return segmenter, tracker, sum(p.numel() for p in image_model.parameters())
     import transformers
 
@@ -65,8 +67,8 @@ def build(name: str) -> tuple[Any, Any, int]:
         released = tiny_video_config(TINY_EDGETAM).vision_config.backbone_config
         video_config = hf.EdgeTamVideoConfig(vision_config=hf.EdgeTamVisionConfig(backbone_config=released))
         image_processor = hf.Sam2ImageProcessor()
-    video_model = getattr(hf, classes.video_model)(video_config).eval()
-    image_model = getattr(hf, classes.image_model)(video_config).eval()
+    video_model = getattr(hf, classes.video_model)(video_config).eval().to(device=device, dtype=dtype)
+    image_model = getattr(hf, classes.image_model)(video_config).eval().to(device=device, dtype=dtype)
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
     size = image_processor.size
@@ -74,10 +76,10 @@ def build(name: str) -> tuple[Any, Any, int]:
         image_processor=image_processor,
         video_processor=Sam2VideoVideoProcessor(size=dict(size), image_mean=image_processor.image_mean,
                                                 image_std=image_processor.image_std))
-    device, dtype = torch.device("cpu"), torch.float32
+    where = torch.device(device)
     segmenter = TransformersSamSegmenter(LoadedSam(image_model, getattr(hf, classes.processor)(
-        image_processor=image_processor), device, dtype, name))
-    tracker = TransformersSamTracker(LoadedSam(video_model, video_processor, device, dtype, name))
+        image_processor=image_processor), where, dtype, name))
+    tracker = TransformersSamTracker(LoadedSam(video_model, video_processor, where, dtype, name))
     return segmenter, tracker, sum(p.numel() for p in image_model.parameters())
 
 

@@ -1,0 +1,29 @@
+"""The GPU suite's dry run: the same code on the tiny models and the CPU, every row, so it cannot rot."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_dry_run_prints_every_row_and_writes_its_json(tmp_path, tiny_qwen_dir, tiny_qwen3_dir):
+    out = tmp_path / "suite.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--dry-run", "--json", str(out)],
+                          check=False, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    modes = {(row["model"], row["mode"]) for row in result["reasoners"]}
+    assert {(model, mode) for model in ("tiny Qwen2.5-VL", "tiny Qwen3-VL") for mode in ("eager", "static", "int8")
+            } <= modes
+    assert all(row["decode_tokens_per_s"] > 0 and row["prefill_ms"] > 0 for row in result["reasoners"])
+    assert [row["model"] for row in result["segmenters"]] == ["tiny SAM2", "tiny SAM3 tracker", "tiny EdgeTAM"]
+    assert all(row["tracked_frame_ms"] > 0 for row in result["segmenters"])
+    assert {row["segmenter"] for row in result["pipelines"]} == {"tiny SAM2", "tiny EdgeTAM"}
+    assert result["bandwidth_gbs"] > 0
+    for heading in ("prefill ms", "encode ms", "command → mask ms"):
+        assert heading in done.stdout
