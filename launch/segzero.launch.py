@@ -2,6 +2,7 @@
 
     ros2 launch segzero_ros segzero.launch.py image:=/camera/color/image_raw
     ros2 launch segzero_ros segzero.launch.py reasoner_model:=/models/Seg-Zero-7B device:=cuda use_rviz:=true
+    ros2 launch segzero_ros segzero.launch.py reasoner_server:=vllm reasoner_model:=/models/Seg-Zero-7B
 
 Arguments left empty keep the params file's value; set ones override it. The node configures and
 activates itself (`autostart`), so no lifecycle manager is needed; pass autostart:=false to use one.
@@ -23,6 +24,14 @@ ARGUMENT_HELP = {
     "rviz_config": "RViz layout; default: the package's config/segzero.rviz",
     "depth": "aligned depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m, registered to the colour camera)",
     "depth_camera_info": "CameraInfo of the depth topic",
+    "reasoner_server": "none, transformers or vllm: start that OpenAI-compatible server for reasoner_model (the "
+                       "tiny model with tiny:=true) on 127.0.0.1:reasoner_server_port, restarted if it dies, and "
+                       "point the node at it (reasoner.backend openai); configure waits for it to answer",
+    "reasoner_server_port": "port of the managed reasoner server (127.0.0.1 only)",
+    "reasoner_server_wait_s": "how long configure waits for the managed server to answer (weights load first)",
+    "reasoner_server_dtype": "dtype the managed server loads the weights in (auto, bfloat16, float16, float32)",
+    "reasoner_server_args": "extra arguments for the managed server's command line (e.g. --gpu-memory-utilization "
+                            "0.6 for vllm)",
     "dds_profile": "Fast DDS profile for the node (and RViz): 'auto' = the package's large-frame profile "
                    "(config/fastdds_large_frames.xml) when spatial or tracking is on and FASTDDS_DEFAULT_PROFILES_FILE "
                    "is unset; 'none'; or a path. The camera driver must use it too (export "
@@ -32,7 +41,7 @@ ARGUMENT_HELP = {
 """Launch-only arguments described here; the ones that set node parameters describe themselves."""
 
 __all__ = ["ARGUMENT_HELP", "PARAMETER_ARGUMENTS", "dds_profile", "generate_launch_description",
-           "parameter_overrides"]
+           "managed_server", "parameter_overrides"]
 
 
 def rviz_installed() -> bool:
@@ -59,6 +68,36 @@ def dds_profile(value: dict[str, str], shipped: str) -> str:
     return shipped if wants_frames and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") else ""
 
 
+def managed_server(value: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
+    """The reasoner server process `reasoner_server` asks for (respawned when it dies, ended with the launcher)
+    and the node parameters that point the node at it; nothing for `none`."""
+    from launch.actions import ExecuteProcess
+
+    from segzero_ros.ros.managed_server import base_url, launcher_command, server_command
+
+    kind = value.get("reasoner_server", "none").strip().lower() or "none"
+    if kind == "none":
+        return [], {}
+    port = int(value["reasoner_server_port"])
+    tiny = value.get("tiny", "").strip().lower() == "true"
+    model = value.get("reasoner_model", "").strip()
+    device, dtype = value.get("device", "").strip(), value["reasoner_server_dtype"].strip()
+    if tiny and not model:
+        from segzero_ros.tiny.qwen_vl import ensure_tiny_qwen
+
+        model, device, dtype = str(ensure_tiny_qwen()), "cpu", "float32"
+    if not model:
+        from segzero_ros.config import DEFAULT_REASONER_MODEL
+
+        model = DEFAULT_REASONER_MODEL
+    command = server_command(kind, model, port, device=device, dtype=dtype, extra=value["reasoner_server_args"])
+    process = ExecuteProcess(cmd=launcher_command(command), name=f"reasoner_server_{kind}", respawn=True,
+                             respawn_delay=2.0, output="screen", sigterm_timeout="10")
+    parameters = {"reasoner.backend": "openai", "reasoner.base_url": base_url(port), "reasoner.model": "",
+                  "reasoner.server_wait_s": float(value["reasoner_server_wait_s"])}
+    return [process], parameters
+
+
 def generate_launch_description() -> Any:
     import os
 
@@ -81,6 +120,11 @@ def generate_launch_description() -> Any:
         "use_rviz": "false",
         "rviz_config": os.path.join(share, "config", "segzero.rviz"),
         "dds_profile": "auto",
+        "reasoner_server": "none",
+        "reasoner_server_port": "8000",
+        "reasoner_server_wait_s": "600",
+        "reasoner_server_dtype": "auto",
+        "reasoner_server_args": "",
     }
     defaults.update({argument: "" for argument in PARAMETER_ARGUMENTS})
 
@@ -91,13 +135,15 @@ def generate_launch_description() -> Any:
         environment = {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
         nodes: list[Any] = [LogInfo(msg=f"Fast DDS profile {profile} (large depth and colour frames over shared "
                                         "memory); start the camera driver with it too")] if profile else []
+        server, served = managed_server(value)
+        nodes += server
         nodes += [
             Node(
                 package="segzero_ros",
                 executable="segzero_node",
                 name=value["node_name"],
                 namespace=value["namespace"],
-                parameters=[value["params_file"], parameter_overrides(value)],
+                parameters=[value["params_file"], {**parameter_overrides(value), **served}],
                 remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
                             ("depth", value["depth"]), ("depth_camera_info", value["depth_camera_info"])],
                 arguments=["--ros-args", "--log-level", value["log_level"]],

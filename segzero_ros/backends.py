@@ -10,6 +10,7 @@ torch-heavy modules it does not need. The registration functions are re-exported
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from segzero_ros.config import PipelineConfig, ReasonerConfig, SegmenterConfig, widen
@@ -46,10 +47,14 @@ def build_segmenter(config: SegmenterConfig) -> Segmenter:
     return segmenter
 
 
-def build_pipeline(config: PipelineConfig) -> SegZeroPipeline:
-    """A SegZeroPipeline from config; a segmenter that fails to load releases the loaded reasoner."""
+def build_pipeline(config: PipelineConfig, report: Callable[[str], None] | None = None) -> SegZeroPipeline:
+    """A SegZeroPipeline from config; a segmenter that fails to load releases the loaded reasoner. `report`
+    hears each step as it starts (the node shows it in its status)."""
+    say = report or (lambda step: None)
+    say(config.reasoner.loading_step())
     reasoner = build_reasoner(config.reasoner)
     try:
+        say(config.segmenter.loading_step())
         segmenter = build_segmenter(config.segmenter)
     except BaseException:
         reasoner.close()

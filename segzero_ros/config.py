@@ -80,12 +80,18 @@ class BackendConfig:
         """`backend:source`, for logs and reports."""
         return f"{self.backend}:{self.source}" if self.source else self.backend
 
+    def loading_step(self) -> str:
+        """What loading this backend looks like from outside (the node's status while it loads)."""
+        return f"loading {self.section} {self.describe()}"
+
 
 @dataclass(frozen=True)
 class ReasonerConfig(BackendConfig):
     """What every reasoner backend reads."""
 
     section = "reasoner"
+    served = False
+    """True for backends whose model runs elsewhere (a server): tiny:=true leaves them as configured."""
 
     backend: str = option("transformers", "Reasoner backend (transformers, openai, scripted or a plug-in's; see "
                                           "segzero_ros.registry).")
@@ -185,6 +191,17 @@ class OpenAIReasonerConfig(GeneratingReasonerConfig):
                                       kind=str)
     verify_tls: bool = option(True, "openai: verify the server's TLS certificate (https).")
     ca_file: str | None = option(None, "openai: CA bundle for a private certificate authority.", kind=str)
+    served = True
+
+    server_wait_s: float = option(0.0, "openai: configure waits up to this long for the server to answer "
+                                       "(GET <base_url>/models) before loading fails; 0 = no wait. The launch "
+                                       "file's managed server (reasoner_server:=…) sets it.",
+                                  minimum=0.0, maximum=3600.0)
+
+    def loading_step(self) -> str:
+        if self.server_wait_s > 0:
+            return f"waiting for reasoner server at {self.base_url}"
+        return super().loading_step()
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,8 @@ class SchedulerStatus:
     """How long the running command has run; -1 when idle."""
     loading_s: float
     """How long the models have been loading; -1 when not loading."""
+    loading_step: str
+    """What loading is doing now ("waiting for reasoner server at …", "loading segmenter …"); "" otherwise."""
     queue_length: int
     queue_depth: int
     commands_received: int
@@ -226,6 +228,7 @@ class CommandScheduler:
         self._worker: _Worker | None = None
         self._phase = Phase.UNLOADED
         self._loading_since = 0.0
+        self._loading_step = ""
         self._load_error = ""
         self._names = ("", "")
         self._open = False
@@ -264,10 +267,17 @@ class CommandScheduler:
         with self._condition:
             self._worker = worker
             self._phase, self._loading_since, self._load_error = Phase.LOADING, self._clock(), ""
+            self._loading_step = ""
         worker.thread = threading.Thread(target=self._serve, args=(worker,), name="segzero-inference", daemon=True)
         worker.thread.start()
         self._changed()
         return worker.loaded
+
+    def report_loading(self, step: str) -> None:
+        """The loader says what it is doing now (shown in the status while loading); any thread."""
+        with self._condition:
+            self._loading_step = step
+        self._changed()
 
     def release(self, reason: str = "models released", refusal: str | None = None) -> bool:
         """Close intake (answering waiting commands not_ready with `reason`), let a running command finish
@@ -587,6 +597,7 @@ class CommandScheduler:
                 stuck=run is not None and run.overran,
                 running_s=now - run.started if run is not None else -1.0,
                 loading_s=now - self._loading_since if self._phase is Phase.LOADING else -1.0,
+                loading_step=self._loading_step if self._phase is Phase.LOADING else "",
                 queue_length=len(self._pending),
                 queue_depth=self._config.queue_depth,
                 image_age_s=now - latest.received if latest is not None else -1.0,

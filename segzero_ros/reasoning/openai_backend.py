@@ -143,13 +143,38 @@ class OpenAIReasoner(BatchReasonerBase):
     @classmethod
     def from_config(cls, config: ReasonerConfig) -> OpenAIReasoner:
         config = widen(config, OpenAIReasonerConfig)
-        return cls(
+        reasoner = cls(
             config.base_url, config.model or "", read_api_key(config), config.timeout_s,
             connect_timeout_s=config.connect_timeout_s, max_retries=config.max_retries,
             max_new_tokens=config.max_new_tokens, concurrency=config.concurrency,
             answer_format=config.answer_format, verify_tls=config.verify_tls, ca_file=config.ca_file,
             frame=resolve_answer_frame(config),
         )
+        if config.server_wait_s > 0:
+            try:
+                reasoner.wait_for_server(config.server_wait_s)
+            except BaseException:
+                reasoner.close()
+                raise
+        return reasoner
+
+    def wait_for_server(self, timeout_s: float, poll_s: float = 0.5) -> float:
+        """Block until the server lists its models (a server starting beside the node: `ros2 launch` with
+        reasoner_server); ModelLoadError after `timeout_s`. Returns the seconds waited."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        problem = "no answer"
+        while True:
+            try:
+                self._client.models.list(timeout=min(self._connect_timeout_s + 5.0, max(timeout_s, 0.1)))
+                return time.monotonic() - started
+            except self._openai.APIError as exc:
+                problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            if time.monotonic() + poll_s > deadline:
+                raise ModelLoadError(f"the reasoner server at {self._base_url} did not answer within "
+                                     f"{timeout_s:g} s (last: {problem}); is it starting (see its log), or is "
+                                     "reasoner.base_url wrong?")
+            time.sleep(poll_s)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,6 @@ running (upstream ros2/launch#666).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from rclpy.parameter import Parameter
 
 from segzero_ros.quiet import quiet_library_progress_bars
 from segzero_ros.ros.executor import TransitionExecutor
+from segzero_ros.ros.lifetime import exit_with_parent
 from segzero_ros.ros.node import SegZeroNode, add_to_executor
 
 
@@ -56,26 +56,6 @@ def main(args: list[str] | None = None) -> int:
         executor.shutdown()
         rclpy.try_shutdown()
     return 0
-
-
-PR_SET_PDEATHSIG = 1
-"""prctl option: the signal the kernel sends this process when its parent dies (linux/prctl.h)."""
-
-
-def exit_with_parent(parent: int) -> bool:
-    """Ask the kernel for SIGTERM when `parent` (the launcher) dies; if it is gone already, SIGTERM now.
-    False where that is not available (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    if os.getppid() != parent:  # the launcher died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-    return True
 
 
 def _init_without_rclpy_signal_handlers(args: list[str] | None) -> None:

@@ -158,7 +158,8 @@ def diagnostics_message(status: Any, name: str) -> Any:
         entry.message = status.configure_error
     elif status.loading_s >= 0:
         entry.level = DiagnosticStatus.WARN
-        entry.message = f"loading models ({status.loading_s:.0f} s)"
+        step = f": {status.loading_step}" if status.loading_step else ""
+        entry.message = f"loading models ({status.loading_s:.0f} s){step}"
     else:
         entry.level = DiagnosticStatus.WARN
         entry.message = status.lifecycle_state

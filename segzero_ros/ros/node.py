@@ -79,6 +79,16 @@ STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Re
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def tiny_models(pipeline: PipelineConfig) -> PipelineConfig:
+    """tiny:=true — the tiny models in place of the ones the node would load itself; a reasoner served elsewhere
+    (openai: e.g. the launch file's managed server, serving the tiny model) stays as configured."""
+    tiny = tiny_pipeline_config(family=pipeline.reasoner.family, segmenter=pipeline.segmenter.backend,
+                                reasoner=pipeline.reasoner.backend)
+    if pipeline.reasoner.served:
+        return PipelineConfig(reasoner=pipeline.reasoner, segmenter=tiny.segmenter)
+    return tiny
+
+
 class SegZeroNode(LifecycleNode):
     """Lifecycle node over a CommandScheduler; see the module docstring for the contract."""
 
@@ -220,11 +230,8 @@ class SegZeroNode(LifecycleNode):
                                    f"{settings.pipeline.segmenter.describe()}")
 
         def load() -> Any:  # on the scheduler's worker: building the tiny models takes a while the first time
-            self._models = (tiny_pipeline_config(family=settings.pipeline.reasoner.family,
-                                                 segmenter=settings.pipeline.segmenter.backend,
-                                                 reasoner=settings.pipeline.reasoner.backend)
-                            if settings.node.tiny else settings.pipeline)
-            return build_pipeline(self._models)
+            self._models = tiny_models(settings.pipeline) if settings.node.tiny else settings.pipeline
+            return build_pipeline(self._models, report=self._scheduler.report_loading)
 
         try:
             self._scheduler.load(load).result()
