@@ -74,7 +74,8 @@ def main() -> int:
                              QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     executor = rclpy.executors.MultiThreadedExecutor()
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
         client = SegZeroClient(node, node_name=args.node, spin=False, on_tracked=tracked.append)
         client.wait_until_ready(timeout_s=args.timeout)
@@ -103,6 +104,7 @@ def main() -> int:
         return 0 if removed else 1
     finally:
         executor.shutdown()
+        spinner.join(timeout=10)  # out of rclpy's C code before the node and the context go away
         node.destroy_node()
         rclpy.try_shutdown()
 

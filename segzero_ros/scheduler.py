@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -192,6 +192,17 @@ class _Counters:
     last_error: str = ""
 
 
+def _settle(future: Future[None], error: BaseException | None) -> None:
+    """Complete `future` once: a release may have settled it already while the worker was still loading."""
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass
+
+
 class _Worker:
     """One thread, one pipeline: loads it, serves commands, closes it."""
 
@@ -293,6 +304,8 @@ class CommandScheduler:
             self._phase = Phase.RELEASING
             self._condition.notify_all()
         self._changed()
+        if loading:  # whoever waits for this load (a configure transition) hears now, not when loading ends
+            _settle(worker.loaded, RuntimeError("released while loading"))
         closed = worker.closed.wait(0.0 if loading else self._seconds_until_deadline())
         if not closed:
             self._expire_running(abandoned=True)
@@ -422,7 +435,7 @@ class CommandScheduler:
                     self._worker, self._phase = None, Phase.UNLOADED
                     self._load_error = f"cannot load models: {type(exc).__name__}: {exc}"
             worker.closed.set()
-            worker.loaded.set_exception(exc)
+            _settle(worker.loaded, exc)
             self._changed()
             return
         with self._condition:
@@ -432,9 +445,9 @@ class CommandScheduler:
                 self._names = (pipeline.reasoner.name, pipeline.segmenter.name)
         if released:
             self._close(worker, pipeline)
-            worker.loaded.set_exception(RuntimeError("released while loading"))
+            _settle(worker.loaded, RuntimeError("released while loading"))
             return
-        worker.loaded.set_result(None)
+        _settle(worker.loaded, None)
         self._changed()
         try:
             self._serve_commands(worker, pipeline)

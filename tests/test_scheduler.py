@@ -324,6 +324,7 @@ def test_release_during_a_load_closes_the_models_when_the_load_returns(make, rec
     loaded = scheduler.load(slow)
     assert not scheduler.release()  # does not wait for a load
     assert scheduler.status().phase is Phase.UNLOADED
+    assert loaded.done()  # a configure waiting for this load hears at once, not when the load returns
     release.set()
     with pytest.raises(RuntimeError, match="released while loading"):
         loaded.result(WAIT_S)
