@@ -470,6 +470,8 @@ def train_grpo(
             log(f"resuming from {checkpoint.path} (step {checkpoint.global_step}): weights, optimizer, scheduler, "
                 "random state and data position")
         trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint.path))
+    if trainer.validator is not None:
+        trainer.validator.close()  # the validation segmenter's memory goes back before the final save
     final_dir = save_final_model(trainer, config, log=log)
     history = list(trainer.state.log_history)
     if trainer.is_world_process_zero():
