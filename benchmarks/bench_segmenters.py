@@ -32,10 +32,23 @@ MODELS = ("sam2-t", "sam2-l", "sam3", "edgetam")
 SAM2_CONFIGS = {"sam2-t": "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2-l": "configs/sam2.1/sam2.1_hiera_l.yaml"}
 
 
-def build(name: str, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any, int]:
+def build(name: str, device: str = "cpu", dtype: Any = None, compile: bool = False) -> tuple[Any, Any, int]:
     """(segmenter, tracker, parameters) of one architecture with random weights, on `device` (SAM2 keeps fp32
-    weights and runs under bf16 autocast on CUDA, as its backend does; the transformers models take `dtype`)."""
+    weights and runs under bf16 autocast on CUDA, as its backend does; the transformers models take `dtype`).
+    `compile`: as `segmenter.compile` does it (the same parts, then the same warm-ups)."""
+    segmenter, tracker, parameters = _build(name, device, dtype, compile)
+    if compile:
+        from segzero_ros.segmentation.compiling import warm_up_segmenter, warm_up_tracker
+
+        warm_up_segmenter(segmenter)
+        warm_up_tracker(tracker)
+    return segmenter, tracker, parameters
+
+
+def _build(name: str, device: str, dtype: Any, compile: bool) -> tuple[Any, Any, int]:
     import torch
+
+    from segzero_ros.segmentation import compiling
 
     torch.manual_seed(0)
     dtype = torch.float32 if dtype is None else dtype
@@ -47,8 +60,12 @@ def build(name: str, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any, 
         from segzero_ros.tracking.sam2_tracker import Sam2Tracker
 
         image_model = build_sam2(SAM2_CONFIGS[name], None, device=device).eval()
+        video_model = build_sam2_video_predictor(SAM2_CONFIGS[name], None, device=device)
+        if compile:
+            compiling.compile_parts(image_model, compiling.SAM2_IMAGE_PARTS)
+            compiling.compile_parts(video_model, compiling.SAM2_VIDEO_PARTS)
         segmenter = Sam2Segmenter(SAM2ImagePredictor(image_model), name)
-        tracker = Sam2Tracker(build_sam2_video_predictor(SAM2_CONFIGS[name], None, device=device), name)
+        tracker = Sam2Tracker(video_model, name)
         return segmenter, tracker, sum(p.numel() for p in image_model.parameters())
     import transformers
 
@@ -69,6 +86,9 @@ def build(name: str, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any, 
         image_processor = hf.Sam2ImageProcessor()
     video_model = getattr(hf, classes.video_model)(video_config).eval().to(device=device, dtype=dtype)
     image_model = getattr(hf, classes.image_model)(video_config).eval().to(device=device, dtype=dtype)
+    if compile:
+        compiling.compile_parts(image_model, compiling.TRANSFORMERS_IMAGE_PARTS)
+        compiling.compile_parts(video_model, compiling.TRANSFORMERS_VIDEO_PARTS)
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
     size = image_processor.size

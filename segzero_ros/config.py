@@ -221,9 +221,15 @@ class SegmenterConfig(BackendConfig):
                                           "(Seg-Zero's setting).")
 
 
+def compile_option() -> Any:
+    return option(False, "torch.compile the model's heavy parts (image encoder; tracking: memory attention and "
+                         "memory encoder) at configure, with a warm-up so no command pays for it. For CUDA: "
+                         "compiling takes minutes on first load; on CPU it is slower to load and no faster.")
+
+
 @dataclass(frozen=True)
-class Sam2SegmenterConfig(SegmenterConfig):
-    """SAM2 from the `sam2` package (`sam2` backend), and the base of its exported graphs' backends."""
+class Sam2WeightsConfig(SegmenterConfig):
+    """Which SAM2 weights: what the `sam2` backend and the backends of its exported graphs all read."""
 
     model: str = option(DEFAULT_SAM2_MODEL, "Hugging Face id of a SAM2 checkpoint; ignored when "
                                             "segmenter.checkpoint is set.")
@@ -239,10 +245,18 @@ class Sam2SegmenterConfig(SegmenterConfig):
 
 
 @dataclass(frozen=True)
+class Sam2SegmenterConfig(Sam2WeightsConfig):
+    """SAM2 from the `sam2` package, in torch (`sam2` backend)."""
+
+    compile: bool = compile_option()
+
+
+@dataclass(frozen=True)
 class TransformersSamConfig(SegmenterConfig):
     """A promptable segmenter and tracker through transformers' own classes (SAM3's tracker, EdgeTAM)."""
 
     dtype: str = dtype_option()
+    compile: bool = compile_option()
 
 
 @dataclass(frozen=True)
@@ -273,7 +287,7 @@ class BoxSegmenterConfig(SegmenterConfig):
 
 
 @dataclass(frozen=True)
-class ExportedGraphsConfig(Sam2SegmenterConfig):
+class ExportedGraphsConfig(Sam2WeightsConfig):
     """What both runtimes of the exported SAM2 graphs read."""
 
     onnx_dir: str | None = option(None, "Folder from `segzero export-sam2`; unset exports segmenter.model once "
@@ -359,6 +373,7 @@ __all__ = [
     "PipelineConfig",
     "ReasonerConfig",
     "Sam2SegmenterConfig",
+    "Sam2WeightsConfig",
     "Sam3ConceptReasonerConfig",
     "Sam3SegmenterConfig",
     "SegmenterConfig",

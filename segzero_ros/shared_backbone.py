@@ -26,7 +26,7 @@ class CachedForward:
     the last output. `computed` and `reused` count calls, for tests and benchmarks."""
 
     def __init__(self, forward: Any) -> None:
-        self._forward = forward
+        self.inner = forward  # the backbone's own forward; `segmenter.compile` puts its compiled version here
         self._lock = threading.Lock()
         self._last: tuple[Any, Any] | None = None
         self.computed = 0
@@ -37,12 +37,12 @@ class CachedForward:
 
         if (args or kwargs or torch.is_grad_enabled() or torch.compiler.is_compiling()
                 or torch._C._get_tracing_state() is not None):  # training, export, compile, odd calls: plain
-            return self._forward(pixel_values, *args, **kwargs)
+            return self.inner(pixel_values, *args, **kwargs)
         with self._lock:
             if self._last is not None and _same_tensor(self._last[0], pixel_values):
                 self.reused += 1
                 return self._last[1]
-            output = self._forward(pixel_values)
+            output = self.inner(pixel_values)
             self.computed += 1
             self._last = (pixel_values, output)
             return output

@@ -28,8 +28,9 @@ def test_the_dry_run_prints_every_row_and_writes_its_json(tmp_path, tiny_qwen_di
     assert {(model, mode) for model in ("tiny Qwen2.5-VL", "tiny Qwen3-VL") for mode in ("eager", "static", "int8")
             } <= modes
     assert all(row["decode_tokens_per_s"] > 0 and row["prefill_ms"] > 0 for row in result["reasoners"])
-    assert [row["model"] for row in result["segmenters"]] == ["tiny SAM2", "tiny SAM3 tracker", "tiny EdgeTAM"]
-    assert all(row["tracked_frame_ms"] > 0 for row in result["segmenters"])
+    assert [(row["model"], row["mode"]) for row in result["segmenters"]] == [
+        (model, mode) for model in ("tiny SAM2", "tiny SAM3 tracker", "tiny EdgeTAM") for mode in ("eager", "compiled")]
+    assert all(row["tracked_frame_ms"] > 0 and row["ready_s"] > 0 for row in result["segmenters"])
     assert {row["segmenter"] for row in result["pipelines"]} == {"tiny SAM2", "tiny EdgeTAM"}
     assert result["bandwidth_gbs"] > 0
     for heading in ("prefill ms", "encode ms", "command → mask ms"):

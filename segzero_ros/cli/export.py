@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.config import DEFAULT_SAM2_MODEL, Sam2SegmenterConfig, SegmenterConfig, widen
+from segzero_ros.config import DEFAULT_SAM2_MODEL, Sam2WeightsConfig, SegmenterConfig, widen
 from segzero_ros.errors import SegZeroError
 
 EXPORT_EPILOG = f"""\
@@ -87,16 +87,16 @@ def report(message: str) -> None:
 EXPORT_FAMILIES = ("sam2", "sam3", "edgetam")
 
 
-def source_config(args: argparse.Namespace) -> Sam2SegmenterConfig:
+def source_config(args: argparse.Namespace) -> Sam2WeightsConfig:
     if args.tiny:
         from segzero_ros.tiny.sam2_model import ensure_tiny_sam2
 
         if args.image_size is not None or args.config is not None:
             raise SegZeroError("--tiny fixes its config and image size; drop --config/--image-size")
-        return widen(ensure_tiny_sam2().segmenter_config(device="cpu"), Sam2SegmenterConfig)
+        return widen(ensure_tiny_sam2().segmenter_config(device="cpu"), Sam2WeightsConfig)
     if args.model is not None:
-        return Sam2SegmenterConfig(model=args.model, config=args.config, image_size=args.image_size, device="cpu")
-    return Sam2SegmenterConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
+        return Sam2WeightsConfig(model=args.model, config=args.config, image_size=args.image_size, device="cpu")
+    return Sam2WeightsConfig(checkpoint=args.checkpoint, config=args.config, image_size=args.image_size, device="cpu")
 
 
 def transformers_source_config(args: argparse.Namespace) -> SegmenterConfig:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segzero_ros.config import ExportedGraphsConfig, Sam2SegmenterConfig, SegmenterConfig, widen
+from segzero_ros.config import ExportedGraphsConfig, Sam2WeightsConfig, SegmenterConfig, widen
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.export.graph_check import check_exported_graph
 from segzero_ros.files import build_folder_atomically
@@ -82,14 +82,14 @@ def resolve_checkpoint(config: SegmenterConfig) -> tuple[str, Path]:
     """(sam2 config name, checkpoint file) for a SAM2 config, with the sam2 backend's own rules and errors."""
     from segzero_ros.segmentation.sam2_backend import _hub_files, _local_files
 
-    sam2 = widen(config, Sam2SegmenterConfig)
+    sam2 = widen(config, Sam2WeightsConfig)
     return _local_files(sam2) if sam2.checkpoint is not None else _hub_files(sam2)
 
 
 def load_sam2_source(config: SegmenterConfig, report: Report = _silent,
                      checkpoint_sha256: str | None = None) -> Sam2Source:
     """Build the SAM2 model a SAM2 config names, on the CPU (export traces in float32)."""
-    config = widen(config, Sam2SegmenterConfig)
+    config = widen(config, Sam2WeightsConfig)
     _require_module("torch", "export-sam2 needs torch and sam2 (pip install 'segzero_ros[infer,export]')")
     _require_module("sam2", "export-sam2 needs the sam2 package (pip install 'segzero_ros[infer,export]')")
     from segzero_ros.segmentation.sam2_backend import Sam2Segmenter
@@ -348,7 +348,7 @@ def ensure_onnx_export(config: SegmenterConfig, precision: str, cache_root: Path
     Keyed by the checkpoint's sha256, config, image size and export format, so a changed checkpoint gets a
     fresh folder. This is what lets `segmenter.backend: onnxruntime` work by a config change alone.
     """
-    config = widen(config, Sam2SegmenterConfig)
+    config = widen(config, Sam2WeightsConfig)
     if cache_root is None:
         from segzero_ros.files import default_cache_root
 

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig, widen
+from segzero_ros.config import Sam2SegmenterConfig, Sam2WeightsConfig, SegmenterConfig, widen
 from segzero_ros.core.geometry import ObjectPrompt
 from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import ModelLoadError
 from segzero_ros.files import download_hint, hub_problem
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
+from segzero_ros.segmentation.compiling import SAM2_IMAGE_PARTS, compile_parts, warm_up_segmenter
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +57,7 @@ def build_sam2_model(config: SegmenterConfig, *, video: bool = False) -> tuple[A
     `video`: built as sam2's video predictor (its post-processing settings: dynamic multimask fallback,
     binarised masks into the memory encoder), which is what the tracker runs frame by frame.
     """
-    config = widen(config, Sam2SegmenterConfig)
+    config = widen(config, Sam2WeightsConfig)
     device = resolve_torch_device(config.device, "segmenter")
     if config.image_size is not None and (config.image_size <= 0 or config.image_size % HIERA_TOTAL_STRIDE):
         raise ModelLoadError(f"SAM2 image_size must be a positive multiple of {HIERA_TOTAL_STRIDE}, "
@@ -122,10 +123,16 @@ class Sam2Segmenter:
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         model, name = build_sam2_model(config)
+        if config.compile:
+            compile_parts(model, SAM2_IMAGE_PARTS)
         with _quiet_sam2_jit_warning():
             predictor = SAM2ImagePredictor(model)
         predictor._bb_feat_sizes = sam2_feature_sizes(model.image_size, model.backbone_stride)
-        return cls(predictor, name=name, multimask_output=config.multimask_output)
+        segmenter = cls(predictor, name=name, multimask_output=config.multimask_output)
+        if config.compile:
+            warm_up_segmenter(segmenter)
+            segmenter.forget_image()
+        return segmenter
 
     @property
     def name(self) -> str:
@@ -163,6 +170,12 @@ class Sam2Segmenter:
             )
         return select_best_mask(np.asarray(masks), np.asarray(scores))
 
+    def forget_image(self) -> None:
+        """Drop the encoded image (segment then needs a new set_image)."""
+        self._require_open()
+        self._image_is_set = False
+        self._predictor.reset_predictor()
+
     def close(self) -> None:
         """Drop the model and image features; on CUDA also return cached blocks to the driver."""
         if self._closed:
@@ -187,7 +200,7 @@ class Sam2Segmenter:
         return stack
 
 
-def _local_files(config: Sam2SegmenterConfig) -> tuple[str, Path]:
+def _local_files(config: Sam2WeightsConfig) -> tuple[str, Path]:
     assert config.checkpoint is not None
     checkpoint = Path(config.checkpoint).expanduser()
     if not checkpoint.is_file():
@@ -210,7 +223,7 @@ def _config_for_checkpoint_filename(filename: str) -> str | None:
     return None
 
 
-def _hub_files(config: Sam2SegmenterConfig) -> tuple[str, Path]:
+def _hub_files(config: Sam2WeightsConfig) -> tuple[str, Path]:
     """The sam2 package's own id → (config, checkpoint file) mapping, resolved through huggingface_hub."""
     from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
 

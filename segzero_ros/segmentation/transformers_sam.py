@@ -31,6 +31,12 @@ from segzero_ros.devices import release_torch_memory, resolve_torch_device
 from segzero_ros.errors import BackendUnavailableError, ModelLoadError
 from segzero_ros.files import download_hint, hub_offline, hub_problem, looks_like_local_path
 from segzero_ros.segmentation.base import SegmentOutput, select_best_mask
+from segzero_ros.segmentation.compiling import (
+    TRANSFORMERS_IMAGE_PARTS,
+    TRANSFORMERS_VIDEO_PARTS,
+    compile_parts,
+    warm_up_segmenter,
+)
 from segzero_ros.shared_backbone import share_backbone
 
 
@@ -95,6 +101,8 @@ def load_sam(config: SegmenterConfig, *, video: bool = False) -> LoadedSam:
         raise _load_error(config, classes, source, exc) from exc
     model.to(device=device, dtype=dtype).eval()
     share_backbone(model, source, device, dtype)  # one backbone with the other models of this checkpoint
+    if config.compile:
+        compile_parts(model, TRANSFORMERS_VIDEO_PARTS if video else TRANSFORMERS_IMAGE_PARTS)
     return LoadedSam(model, processor, device, dtype, f"{config.backend}:{Path(source).name or source}")
 
 
@@ -162,7 +170,11 @@ class TransformersSamSegmenter:
 
     @classmethod
     def from_config(cls, config: SegmenterConfig) -> TransformersSamSegmenter:
-        return cls(load_sam(config), multimask_output=config.multimask_output)
+        segmenter = cls(load_sam(config), multimask_output=config.multimask_output)
+        if classes_for(config)[0].compile:
+            warm_up_segmenter(segmenter)
+            segmenter.forget_image()
+        return segmenter
 
     @property
     def name(self) -> str:
@@ -192,6 +204,10 @@ class TransformersSamSegmenter:
                                    **{key: value.to(loaded.device) for key, value in inputs.items()})
         masks = loaded.processor.post_process_masks(outputs.pred_masks.float().cpu(), [list(self._size)])[0][0]
         return select_best_mask(masks.numpy(), outputs.iou_scores[0, 0].float().cpu().numpy())
+
+    def forget_image(self) -> None:
+        """Drop the encoded image (segment then needs a new set_image)."""
+        self._embeddings, self._size = None, None
 
     def close(self) -> None:
         """Drop the model and the image's features; on CUDA also return cached blocks to the driver."""

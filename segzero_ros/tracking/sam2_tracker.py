@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from segzero_ros.config import SegmenterConfig
+from segzero_ros.config import Sam2SegmenterConfig, SegmenterConfig, widen
 from segzero_ros.core.geometry import ObjectPrompt
+from segzero_ros.segmentation.compiling import SAM2_VIDEO_PARTS, compile_parts, warm_up_tracker
 from segzero_ros.segmentation.sam2_backend import build_sam2_model
 from segzero_ros.tracking.base import ObjectMemory, ObjectTrackerBase, TrackedMask, check_frame, presence_probability
 
@@ -63,8 +64,14 @@ class Sam2Tracker(ObjectTrackerBase):
 
     @classmethod
     def from_config(cls, config: SegmenterConfig, **options: Any) -> Sam2Tracker:
+        config = widen(config, Sam2SegmenterConfig)
         model, name = build_sam2_model(config, video=True)
-        return cls(model, name, **options)
+        if config.compile:
+            compile_parts(model, SAM2_VIDEO_PARTS)
+        tracker = cls(model, name, **options)
+        if config.compile:
+            warm_up_tracker(tracker)
+        return tracker
 
     @property
     def stored_bytes(self) -> int:

@@ -20,7 +20,8 @@ import numpy as np
 
 from segzero_ros.config import SegmenterConfig
 from segzero_ros.core.geometry import ObjectPrompt
-from segzero_ros.segmentation.transformers_sam import LoadedSam, load_sam, prompt_lists
+from segzero_ros.segmentation.compiling import warm_up_tracker
+from segzero_ros.segmentation.transformers_sam import LoadedSam, classes_for, load_sam, prompt_lists
 from segzero_ros.tracking.base import TrackedMask, check_frame, presence_probability
 
 WINDOW = 16
@@ -46,7 +47,10 @@ class TransformersSamTracker:
     def from_config(cls, config: SegmenterConfig, **options: Any) -> TransformersSamTracker:
         """The video model of the same checkpoint as the segmenter (`memory_frames`: how many past frames stay
         readable, fewer than 16 changes results; `freeze_when_absent`: frames without the object are dropped)."""
-        return cls(load_sam(config, video=True), **options)
+        tracker = cls(load_sam(config, video=True), **options)
+        if classes_for(config)[0].compile:
+            warm_up_tracker(tracker)
+        return tracker
 
     @property
     def name(self) -> str:

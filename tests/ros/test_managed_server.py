@@ -2,7 +2,8 @@
 real `transformers serve` of the tiny Qwen2.5-VL on 127.0.0.1 beside the node; configure waits for it (and says
 so in the status); a command is answered through it; the server killed → commands fail with the reason; the
 launch restarts it → answered again, with no restart of the node. The real upstream launch system and ros2
-CLI from ../shared/ros-tools."""
+CLI from ../shared/ros-tools. The same with `reasoner_server:=vllm` (vLLM's CPU build) is opt-in:
+`scripts/setup_vllm`, then `SEGZERO_VLLM=1 scripts/test tests/ros/test_managed_server.py`."""
 
 from __future__ import annotations
 
@@ -80,23 +81,37 @@ def _ask(camera, image, commands, results, text: str, timeout: float = 60.0):
     return results.wait_for(lambda m: m.command == text)
 
 
+VLLM_BIN = Path(os.environ.get("SEGZERO_VLLM_VENV", Path(__file__).resolve().parents[2] / ".venv-vllm")) / "bin"
+SERVERS = [
+    pytest.param("transformers", {}, id="transformers"),
+    # vLLM's CPU build in a venv of its own (scripts/setup_vllm), found on PATH as a user would install it.
+    pytest.param("vllm", {"PATH": f"{VLLM_BIN}:{os.environ.get('PATH', '')}", "VLLM_CPU_KVCACHE_SPACE": "1",
+                          "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "2"},
+                 id="vllm", marks=pytest.mark.skipif(os.environ.get("SEGZERO_VLLM") != "1",
+                                                      reason="opt-in: SEGZERO_VLLM=1 (after scripts/setup_vllm)")),
+]
+
+
 @pytest.mark.ros
 @pytest.mark.slow
-def test_a_launch_managed_server_serves_dies_and_comes_back(harness, tiny_qwen_dir, tiny_sam2):
+@pytest.mark.parametrize(("kind", "server_env"), SERVERS)
+def test_a_launch_managed_server_serves_dies_and_comes_back(harness, tiny_qwen_dir, tiny_sam2, kind, server_env):
+    if kind == "vllm" and not (VLLM_BIN / "vllm").is_file():
+        pytest.fail(f"SEGZERO_VLLM=1 but {VLLM_BIN / 'vllm'} is missing: run scripts/setup_vllm", pytrace=False)
     port = free_port()
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1")
+               TRANSFORMERS_OFFLINE="1", **server_env)
     status = harness.subscribe(SegZeroStatus, "/segzero/status", LATCHED)
     results = harness.subscribe(ReasoningSegmentation, "/segzero/result", 100)
     commands = harness.publisher(String, "/segzero/command")
     camera = harness.publisher(Image, CAMERA)
     launch = subprocess.Popen([ROS2, "launch", "segzero_ros", "segzero.launch.py", "tiny:=true",
-                               "reasoner_server:=transformers", f"reasoner_server_port:={port}",
-                               "reasoner_server_wait_s:=120"],
+                               f"reasoner_server:={kind}", f"reasoner_server_port:={port}",
+                               "reasoner_server_wait_s:=300"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         started = time.monotonic()
-        ready = status.wait_for(lambda m: m.ready, timeout=180)
+        ready = status.wait_for(lambda m: m.ready, timeout=360)
         steps = {m.loading_step for m in status.messages}
         assert f"waiting for reasoner server at {base_url(port)}" in steps, steps
         assert ready.reasoner_name  # the served model's name, asked from the server
@@ -119,7 +134,7 @@ def test_a_launch_managed_server_serves_dies_and_comes_back(harness, tiny_qwen_d
         assert str(port) in failed.error or "connect" in failed.error.lower(), failed.error
 
         # The launch respawns the server; the node, never restarted, answers through it again.
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             again = _ask(camera, image, commands, results, f"again {time.monotonic():.0f}", timeout=30)
             if again.success:
@@ -137,4 +152,4 @@ def test_a_launch_managed_server_serves_dies_and_comes_back(harness, tiny_qwen_d
             output = launch.communicate()[0]
         stop_ros2_daemon(ROS2, env)
     wait_until(lambda: not _server_pids(port), timeout=20, what="the server to end with the launch")
-    assert "reasoner_server_transformers" in output, output[-3000:]
+    assert f"reasoner_server_{kind}" in output, output[-3000:]
