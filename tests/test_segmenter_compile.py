@@ -86,9 +86,11 @@ def test_compile_wraps_every_heavy_part_warms_up_and_changes_no_result(backend, 
         assert compiling.compiled_parts(_model(segmenter), image_parts) == list(image_parts)
         assert compiling.compiled_parts(_model(tracker), video_parts) == list(video_parts)
         if REALLY:
-            print(f"{backend}: compiled, warmed up and ran in {seconds:.1f} s")
-            for want, got in zip(segmented + tracked, got_segmented + got_tracked, strict=True):
-                assert _agreement(want, got) >= 0.995
+            agreements = [_agreement(want, got)
+                          for want, got in zip(segmented + tracked, got_segmented + got_tracked, strict=True)]
+            print(f"{backend}: compiled, warmed up and ran in {seconds:.1f} s; pixels agreeing with eager: "
+                  f"min {min(agreements):.5f}")
+            assert min(agreements) >= 0.995
         else:
             for want, got in zip(segmented + tracked, got_segmented + got_tracked, strict=True):
                 np.testing.assert_array_equal(got, want)

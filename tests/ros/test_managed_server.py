@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from segzero_ros.ros.managed_server import LOOPBACK, base_url, launcher_command, server_command
+from segzero_ros.ros.managed_server import (
+    LOOPBACK,
+    VLLM_SERVER,
+    base_url,
+    group_members,
+    launcher_command,
+    server_command,
+)
 from segzero_ros.testing.servers import free_port
 from tests.ros.harness import (
     image_message,
@@ -32,7 +39,8 @@ def test_server_commands_listen_on_loopback_only():
     assert served[1:] == ["serve", "--host", LOOPBACK, "--port", "8123", "--device", "cpu", "--dtype", "float32",
                           "/models/tiny"]
     vllm = server_command("vllm", "/models/Seg-Zero-7B", 8124, dtype="bfloat16", extra="--gpu-memory-utilization 0.6")
-    assert vllm[1:3] == ["serve", "/models/Seg-Zero-7B"] and vllm[vllm.index("--host") + 1] == LOOPBACK
+    assert vllm[1:5] == ["-m", VLLM_SERVER, "--model", "/models/Seg-Zero-7B"]
+    assert vllm[vllm.index("--host") + 1] == LOOPBACK
     assert vllm[-2:] == ["--gpu-memory-utilization", "0.6"] and '{"image": 1}' in vllm
     assert launcher_command(served)[1:4] == ["-m", "segzero_ros.ros.managed_server", "--"]
     assert base_url(8123) == "http://127.0.0.1:8123/v1"
@@ -56,7 +64,8 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 
 
 def _server_pids(port: int) -> list[int]:
-    """The managed server's process (the launcher exec'd into it): `serve` on our port."""
+    """The managed server's process: `transformers serve` or vLLM's server module on our port (not its launcher,
+    not vLLM's engine process)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -64,7 +73,8 @@ def _server_pids(port: int) -> list[int]:
                 command = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"serve" in command and str(port).encode() in command:
+            if (b"serve" in command or VLLM_SERVER.encode() in command) and str(port).encode() in command \
+                    and b"segzero_ros.ros.managed_server" not in command:  # the server, not its launcher
                 found.append(int(entry.name))
     return found
 
@@ -127,8 +137,12 @@ def test_a_launch_managed_server_serves_dies_and_comes_back(harness, tiny_qwen_d
         assert first.success, first.error
 
         [server] = _server_pids(port)
-        os.kill(server, signal.SIGKILL)
+        group = os.getpgid(server)
+        assert group == server and len(group_members(group)) >= 1  # the launcher gave it a group of its own
+        os.kill(server, signal.SIGKILL)  # a crash: the server gets no chance to end what it started
         wait_until(lambda: server not in _server_pids(port), timeout=10, what="the server to die")
+        wait_until(lambda: not group_members(group), timeout=30,
+                   what=f"the killed server's other processes (vLLM's engine) to end: {group_members(group)}")
         failed = _ask(camera, image, commands, results, "while the server is down", timeout=30)
         assert not failed.success and failed.error_kind == "reasoner_failed", (failed.error_kind, failed.error)
         assert str(port) in failed.error or "connect" in failed.error.lower(), failed.error
