@@ -3,9 +3,11 @@ at configure rather than on the first command.
 
 Only `forward` of each named submodule is replaced (the module keeps its parameters and its state-dict names, so
 checkpoints still load and the shared SAM3 backbone still compares equal); a backbone shared by several models
-of one checkpoint is compiled once, inside its cache, for all of them. The mode is max-autotune *without*
-CUDA graphs: a CUDA-graph replay overwrites the outputs of the previous one, and these models keep outputs across
-calls (the image predictor's features, the tracker's memory bank, the shared backbone's last output).
+of one checkpoint is compiled once, inside its cache, for all of them. The mode is inductor's default: fused
+kernels, no autotuning (max-autotune's kernel search makes loading take many minutes more, for little on models
+whose matrix products go to cuBLAS anyway) and no CUDA graphs (a CUDA-graph replay overwrites the outputs of the
+previous one, and these models keep outputs across calls: the image predictor's features, the tracker's memory
+bank, the shared backbone's last output).
 Image encoders see one input size (the model's own), so they compile static; memory attention reads a number
 of memories that grows with the first frames of a track, so it compiles dynamic.
 """
@@ -20,7 +22,7 @@ import numpy as np
 from segzero_ros.core.geometry import Box, ObjectPrompt, Point
 from segzero_ros.shared_backbone import CachedForward
 
-MODE = "max-autotune-no-cudagraphs"
+MODE = "default"
 
 SAM2_IMAGE_PARTS: Mapping[str, bool] = {"image_encoder": False}
 """sam2's SAM2Base: submodule → dynamic shapes."""
