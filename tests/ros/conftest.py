@@ -39,6 +39,9 @@ def node_factory(harness: Any) -> Iterator[Callable[..., Any]]:
     created: list[Any] = []
 
     def make(**parameters: Any) -> Any:
+        # Tests send a frame, then commands that may wait on slow steps (a first tracking step took > 2 s on a
+        # loaded CI machine); any image age is accepted unless a test sets one (stale_image has its own test).
+        parameters.setdefault("max_image_age_s", 0.0)
         node = SegZeroNode(context=harness.context,
                            parameter_overrides=[Parameter(name, value=value) for name, value in parameters.items()])
         created.append(node)

@@ -119,9 +119,6 @@ def make_node(node_factory, harness, wiring, outputs_file, tiny_sam2):
         segmenter = tiny_sam2.segmenter_config()
         values = {"reasoner.backend": reasoner, "reasoner.model": str(outputs_file), "tracking.enabled": True,
                   "tracking.max_rate_hz": 0.0, "status_period_s": 0.2,
-                  # These tests pair commands with frames sent earlier, some after slow first tracking steps;
-                  # how old an image may be is not under test here (test_node_inprocess covers stale_image).
-                  "max_image_age_s": 0.0,
                   **{f"segmenter.{k}": v for k, v in vars(segmenter).items() if v is not None}}
         node = node_factory(**{**values, **overrides})
         assert node.start(), node.status().configure_error

@@ -184,9 +184,7 @@ def make_node(node_factory, harness, scene, outputs_file):
     def make(**overrides: Any) -> Any:
         values = {"reasoner.backend": "scripted", "reasoner.model": str(outputs_file), "segmenter.backend": "colour",
                   "spatial.enabled": True, "tracking.enabled": True, "tracking.max_rate_hz": 0.0,
-                  "moveit.enabled": True, "moveit.padding_m": 0.0, "status_period_s": 0.2,
-                  "max_image_age_s": 0.0,  # later commands reuse earlier frames; staleness is tested elsewhere
-                  **overrides}
+                  "moveit.enabled": True, "moveit.padding_m": 0.0, "status_period_s": 0.2, **overrides}
         node = node_factory(**values)
         assert node.start(), node.status().configure_error
         harness.executor.add_node(node)
