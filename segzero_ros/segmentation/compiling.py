@@ -35,9 +35,9 @@ WARM_UP_FRAMES = 4
 """Tracked frames of the warm-up: past the first, the memory count has taken its general (dynamic) shape."""
 
 
-def compile_parts(model: Any, parts: Mapping[str, bool]) -> list[str]:
-    """Compile `forward` of each submodule of `model` named in `parts` (path → dynamic); returns the paths.
-    A path the model lacks is an error, not a silent eager run."""
+def compile_parts(model: Any, parts: Mapping[str, bool]) -> None:
+    """Compile `forward` of each submodule of `model` named in `parts` (path → dynamic). A path the model lacks
+    is an error, not a silent eager run."""
     import torch
 
     for path, dynamic in parts.items():
@@ -49,7 +49,6 @@ def compile_parts(model: Any, parts: Mapping[str, bool]) -> list[str]:
             cache.inner = torch.compile(cache.inner, mode=MODE, dynamic=dynamic)  # a repeated image at once
         else:
             module.forward = torch.compile(module.forward, mode=MODE, dynamic=dynamic)
-    return list(parts)
 
 
 def is_compiled(module: Any) -> bool:
@@ -85,9 +84,10 @@ def warm_up_prompt(height: int = 480, width: int = 640) -> ObjectPrompt:
 
 
 def warm_up_segmenter(segmenter: Any) -> None:
-    """Encode one frame and decode one prompt, so compilation happens now."""
+    """Encode one frame and decode one prompt, so compilation happens now; then forget the frame."""
     segmenter.set_image(warm_up_frames(1)[0])
     segmenter.segment(warm_up_prompt())
+    segmenter.forget_image()
 
 
 def warm_up_tracker(tracker: Any) -> None:

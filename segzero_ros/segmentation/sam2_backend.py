@@ -131,7 +131,6 @@ class Sam2Segmenter:
         segmenter = cls(predictor, name=name, multimask_output=config.multimask_output)
         if config.compile:
             warm_up_segmenter(segmenter)
-            segmenter.forget_image()
         return segmenter
 
     @property

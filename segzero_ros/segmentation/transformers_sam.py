@@ -173,7 +173,6 @@ class TransformersSamSegmenter:
         segmenter = cls(load_sam(config), multimask_output=config.multimask_output)
         if classes_for(config)[0].compile:
             warm_up_segmenter(segmenter)
-            segmenter.forget_image()
         return segmenter
 
     @property
